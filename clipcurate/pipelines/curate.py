@@ -1,0 +1,173 @@
+"""The curation pipeline: raw candidates -> text stages -> download -> dedupe -> score -> shards.
+
+``build(p, cfg, ...)`` wires the stage PTransforms (each returns ``{"kept", "counts",
+"rejects"[, "stats"]}``) and the sinks; ``run(cfg, beam_args)`` executes it and returns
+the manifest.  Text stages run before download (MetaCLIP's lesson: curate on text, fetch
+only what survives).  ``cfg.until`` stops after a stage and writes its records as Parquet.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from clipcurate.config import RunConfig
+from clipcurate.schemas.records import CANDIDATE, FINAL, REJECT
+from clipcurate.sinks import manifest as mf
+from clipcurate.sinks.files import join, read_bytes
+from clipcurate.sinks.shards import WriteShards
+
+log = logging.getLogger(__name__)
+
+TEXT_STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "match", "balance")
+
+
+class _Collector:
+    """Gathers each stage's counts, rejects and stats while the pipeline is built."""
+
+    def __init__(self):
+        self.counts, self.rejects, self.stats, self.order = [], [], [], []
+
+    def take(self, result: dict[str, Any], *stages: str):
+        self.order.extend(s for s in stages if s not in self.order)
+        self.counts.append(result["counts"])
+        if result.get("rejects") is not None:
+            self.rejects.append(result["rejects"])
+        if result.get("stats") is not None:
+            self.stats.append(result["stats"])
+        return result["kept"]
+
+
+def _flatten(p, pcolls, label):
+    if not pcolls:
+        return p | f"{label}/Empty" >> beam.Create([])
+    return tuple(pcolls) | label >> beam.Flatten()
+
+
+def build(p: beam.Pipeline, cfg: RunConfig, inputs: list[dict]) -> None:
+    """Add the whole curation pipeline to ``p``."""
+    from clipcurate.balancing.transforms import MetaClipCurate
+    from clipcurate.dedupe import ExactUrlDedupe, CaptionNearDedupe
+    from clipcurate.filters.text import TextFilter
+    from clipcurate.ingest import Ingest
+
+    keep = cfg.sink.keep_rejects
+    out = cfg.sink.output
+    c = _Collector()
+    recs = c.take(p | "Ingest" >> Ingest(cfg.ingest, keep_rejects=keep), "ingest")
+    recs = c.take(recs | "TextFilter" >> TextFilter(cfg.filter, keep_rejects=keep), "filter")
+    if cfg.dedupe.url:
+        recs = c.take(recs | "DedupeUrl" >> ExactUrlDedupe(keep_rejects=keep), "dedupe_url")
+    if cfg.until == "dedupe_url":
+        return _finish_text(p, cfg, c, recs, inputs)
+    if cfg.dedupe.caption_near and cfg.dedupe.mode == "caption":
+        recs = c.take(recs | "NearDupCaption" >> CaptionNearDedupe(cfg.dedupe, cfg.seed, keep_rejects=keep),
+                      "near_dup_caption")
+    if cfg.balance.enabled and cfg.balance.metadata:
+        recs = c.take(recs | "MetaCLIP" >> MetaClipCurate(cfg.balance, cfg.seed, keep_rejects=keep,
+                                                           stats_dir=join(out, "stats")),
+                      "match", "balance")
+    if cfg.until in TEXT_STAGES or not cfg.download.enabled:
+        return _finish_text(p, cfg, c, recs, inputs)
+    recs = _image_stages(cfg, c, recs)
+    _finish(p, cfg, c, recs, inputs, schema=FINAL, tar=cfg.sink.write_tar and cfg.until is None)
+
+
+def _image_stages(cfg: RunConfig, c: _Collector, recs):
+    from clipcurate.dedupe import Decontaminate, ExactContentDedupe, NearDedupe
+    from clipcurate.download import Download
+    from clipcurate.scoring import Score, ScoreFilter
+
+    keep = cfg.sink.keep_rejects
+    recs = c.take(recs | "Download" >> Download(cfg.download, keep_rejects=keep), "download")
+    if cfg.until == "download":
+        return recs
+    if cfg.dedupe.content:
+        recs = c.take(recs | "DedupeContent" >> ExactContentDedupe(keep_rejects=keep), "dedupe_content")
+    if cfg.dedupe.image_near or (cfg.dedupe.caption_near and cfg.dedupe.mode != "caption"):
+        recs = c.take(recs | "NearDup" >> NearDedupe(cfg.dedupe, cfg.seed, keep_rejects=keep), "near_dup")
+    if cfg.dedupe.eval_sets:
+        recs = c.take(recs | "Decontaminate" >> Decontaminate(cfg.dedupe, keep_rejects=keep), "decontam")
+    if cfg.until in ("dedupe_content", "near_dup", "decontam") or not cfg.scoring.enabled:
+        return recs
+    recs = c.take(recs | "Score" >> Score(cfg.scoring, seed=cfg.seed, keep_rejects=keep), "score")
+    if cfg.until != "score":
+        recs = c.take(recs | "ScoreFilter" >> ScoreFilter(cfg.scoring, keep_rejects=keep), "score_filter")
+    return recs
+
+
+def _finish_text(p, cfg, c, recs, inputs):
+    _finish(p, cfg, c, recs, inputs, schema=CANDIDATE, tar=False)
+
+
+def _finish(p, cfg: RunConfig, c: _Collector, recs, inputs: list[dict], *, schema, tar: bool) -> None:
+    out = cfg.sink.output
+    parquet_dir = "parquet" if cfg.until is None else f"until_{cfg.until}"
+    shards = recs | "WriteShards" >> WriteShards(out, cfg.sink.samples_per_shard, tar=tar,
+                                                 parquet=cfg.sink.write_parquet or not tar,
+                                                 schema=schema, parquet_dir=parquet_dir)
+    rejects = (_flatten(p, c.rejects, "AllRejects")
+               | "WriteRejects" >> WriteShards(out, cfg.sink.samples_per_shard * 10, tar=False,
+                                               schema=REJECT, parquet_dir="rejects"))
+    counts = _flatten(p, c.counts, "AllCounts") | "SumCounts" >> beam.CombinePerKey(sum)
+    stats = _flatten(p, c.stats, "AllStats")
+    spec = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "seed": cfg.seed, "inputs": inputs,
+            "stage_order": c.order + ["write"], "until": cfg.until, "versions_": mf.versions()}
+    write_counts = shards | "WriteCounts" >> beam.Map(lambda s: (("write", "in"), s["rows"]))
+    (p | "ManifestSeed" >> beam.Create([None])
+       | "WriteManifest" >> beam.Map(_write_manifest, out, spec,
+                                     counts=beam.pvalue.AsList(counts),
+                                     write_counts=beam.pvalue.AsList(write_counts),
+                                     stats=beam.pvalue.AsList(stats),
+                                     shards=beam.pvalue.AsList(shards),
+                                     rejects=beam.pvalue.AsList(rejects)))
+
+
+def _write_manifest(_, out, spec, counts, write_counts, stats, shards, rejects):
+    rows = sum(n for _, n in write_counts)
+    all_counts = list(counts) + [(("write", "in"), rows), (("write", "kept"), rows)]
+    manifest = mf.build_manifest(counts=all_counts, stats=stats, shards=shards, rejects=rejects, **spec)
+    return mf.write_manifest(out, manifest)
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Standard Beam options; the local default runner is the in-process FnApiRunner."""
+    args = list(beam_args)
+    if not any(a.startswith("--runner") for a in args):
+        args.append("--runner=FnApiRunner")
+    return PipelineOptions(args)
+
+
+def run(cfg: RunConfig, beam_args: list[str] | None = None, *, report: bool | None = None) -> dict[str, Any]:
+    """Run the pipeline to completion; return the manifest written to ``cfg.sink.output``."""
+    import json
+
+    from clipcurate.ingest import input_files
+
+    if not cfg.ingest.inputs:
+        raise ValueError("no inputs: give --input (paths or globs) or ingest.inputs in the config")
+    inputs = input_files(cfg.ingest)
+    with beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
+        build(p, cfg, inputs)
+    manifest = json.loads(read_bytes(join(cfg.sink.output, "manifest.json")))
+    _remove_stale_shards(cfg.sink.output, manifest)
+    if report if report is not None else cfg.sink.report:
+        try:
+            from clipcurate.sinks.report import write_report
+            write_report(cfg.sink.output)
+        except ImportError as e:  # report module optional at this point
+            log.warning("report not written: %s", e)
+    return manifest
+
+
+def _remove_stale_shards(output: str, manifest: dict[str, Any]) -> None:
+    """Delete shard files a previous run into the same output left and this run did not write."""
+    from apache_beam.io.filesystems import FileSystems
+
+    keep = {s[k] for s in manifest["shards"] + manifest["rejects"] for k in ("tar", "parquet") if k in s}
+    for sub, pattern in (("shards", "*.tar"), ("parquet", "*.parquet"), ("rejects", "*.parquet")):
+        for m in FileSystems.match([join(output, sub, pattern)])[0].metadata_list:
+            if f"{sub}/{m.path.replace(chr(92), '/').rsplit('/', 1)[-1]}" not in keep:
+                FileSystems.delete([m.path])

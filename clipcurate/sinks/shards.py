@@ -1,0 +1,118 @@
+"""Deterministic webdataset tar + Parquet shard writers.
+
+What goes in: final sample records (dicts; ``image`` bytes for tars).  What comes out:
+``shards/{n:05d}.tar`` (``{uid}.{ext}``, ``{uid}.txt``, ``{uid}.json``) and
+``parquet/{n:05d}.parquet`` (the FINAL schema, zstd, no image bytes), plus one info dict
+per shard (names, row count, sha256).
+
+Shard of a sample = ``int(uid) mod N`` with ``N = ceil(total / samples_per_shard)``;
+rows sorted by uid inside a shard; tar members have fixed mtime/owner/mode.  So the
+bytes depend only on the set of samples, never on runner, worker count or order.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+from typing import Any, Iterable
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipcurate.schemas.records import FINAL, to_table
+from clipcurate.schemas.uid import shard_of
+from clipcurate.sinks.files import join, write_atomic
+
+_EXT = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+# metadata written into {uid}.json: everything but the bytes
+_JSON_EXCLUDE = {"image"}
+
+
+def num_shards(total: int, samples_per_shard: int) -> int:
+    if samples_per_shard <= 0:
+        raise ValueError(f"samples_per_shard must be > 0, got {samples_per_shard}")
+    return max(1, math.ceil(total / samples_per_shard))
+
+
+def sample_json(record: dict[str, Any]) -> bytes:
+    meta = {k: v for k, v in record.items() if k not in _JSON_EXCLUDE and v is not None}
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def tar_bytes(records: Iterable[dict[str, Any]]) -> bytes:
+    """A webdataset tar of ``records`` (sorted by uid), byte-stable."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for rec in sorted(records, key=lambda r: r["uid"]):
+            ext = _EXT.get((rec.get("image_format") or "jpg").lower(), "jpg")
+            members = [(f"{rec['uid']}.{ext}", rec["image"]),
+                       (f"{rec['uid']}.txt", rec["caption"].encode("utf-8")),
+                       (f"{rec['uid']}.json", sample_json(rec))]
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 0
+                info.mode = 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def parquet_bytes(records: Iterable[dict[str, Any]], schema: pa.Schema = FINAL) -> bytes:
+    """Parquet (zstd) of ``records`` sorted by uid, in ``schema``'s columns."""
+    table = to_table(sorted(records, key=lambda r: r["uid"]), schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def write_shard(shard: int, records: list[dict[str, Any]], output: str, *, tar: bool, parquet: bool,
+                schema: pa.Schema = FINAL, parquet_dir: str = "parquet") -> dict[str, Any]:
+    """Write one shard's files atomically; return its info dict for the manifest."""
+    name = f"{shard:05d}"
+    info: dict[str, Any] = {"shard": shard, "rows": len(records)}
+    if tar:
+        info["tar"] = f"shards/{name}.tar"
+        info["tar_sha256"] = write_atomic(join(output, "shards", f"{name}.tar"), tar_bytes(records))
+    if parquet:
+        info["parquet"] = f"{parquet_dir}/{name}.parquet"
+        info["parquet_sha256"] = write_atomic(join(output, parquet_dir, f"{name}.parquet"),
+                                              parquet_bytes(records, schema))
+    return info
+
+
+class WriteShards(beam.PTransform):
+    """Records -> shard files; outputs one info dict per shard written.
+
+    ``samples_per_shard`` sets N from the global count (a singleton side input), so the
+    shard count is a function of the data alone.  ``tar=False`` writes Parquet only
+    (used for rejects and ``--until``), under ``parquet_dir``.
+    """
+
+    def __init__(self, output: str, samples_per_shard: int, *, tar: bool = True, parquet: bool = True,
+                 schema: pa.Schema = FINAL, parquet_dir: str = "parquet"):
+        super().__init__()
+        num_shards(0, samples_per_shard)  # validates
+        if not (tar or parquet):
+            raise ValueError("WriteShards: at least one of tar/parquet must be enabled")
+        self.output, self.samples_per_shard = output, samples_per_shard
+        self.tar, self.parquet, self.schema, self.parquet_dir = tar, parquet, schema, parquet_dir
+
+    def expand(self, records):
+        total = records | "Count" >> beam.combiners.Count.Globally()
+        n = total | "NumShards" >> beam.Map(num_shards, self.samples_per_shard)
+        spec = (self.output, self.tar, self.parquet, self.schema, self.parquet_dir)
+        return (records
+                | "KeyByShard" >> beam.Map(lambda r, n: (shard_of(r["uid"], n), r), n=beam.pvalue.AsSingleton(n))
+                | "GroupByShard" >> beam.GroupByKey()
+                | "Write" >> beam.Map(_write_group, spec))
+
+
+def _write_group(item, spec):
+    shard, records = item
+    output, tar, parquet, schema, parquet_dir = spec
+    return write_shard(shard, list(records), output, tar=tar, parquet=parquet, schema=schema,
+                       parquet_dir=parquet_dir)
