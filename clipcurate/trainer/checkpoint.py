@@ -1,0 +1,58 @@
+"""Training checkpoints: a superset of scoring's ``clipcurate-clip-v1`` format.
+
+``{"format", "model_name", "state_dict"}`` (what :func:`clipcurate.scoring.model.load_clip`
+reads) plus ``"train_state"`` (optimizer, scaler, step, stream position) and
+``"train_config"``.  Everything loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipcurate.scoring.model import CHECKPOINT_FORMAT, read_checkpoint
+
+
+def save_training_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_name: str,
+                             train_state: dict[str, Any], train_config: dict[str, Any]) -> str:
+    """Write weights + resumable state atomically (temp name, then rename); return the path."""
+    blob = {"format": CHECKPOINT_FORMAT, "model_name": model_name,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "train_state": train_state, "train_config": train_config}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return str(path)
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint (weights_only=True); raises ValueError if it has no train_state."""
+    blob = read_checkpoint(path)
+    if "train_state" not in blob:
+        raise ValueError(f"checkpoint {path} has no train_state (not written by clipcurate train); "
+                         f"use it as init_checkpoint instead of resume")
+    return blob
+
+
+def latest_checkpoint(output: str | os.PathLike) -> str | None:
+    """The ``step_NNNNNNN.pt`` with the highest step in ``output/checkpoints``, or None."""
+    found = glob.glob(os.path.join(output, "checkpoints", "step_*.pt"))
+    steps = [(int(m.group(1)), p) for p in found if (m := re.search(r"step_(\d+)\.pt$", p))]
+    return max(steps)[1] if steps else None
+
+
+def checkpoint_path(output: str | os.PathLike, step: int) -> str:
+    return os.path.join(output, "checkpoints", f"step_{step:07d}.pt")
