@@ -1,0 +1,62 @@
+"""``build-metadata`` subcommand: build a MetaCLIP metadata JSON from WordNet, a corpus and lists.
+
+    python beam_runner.py build-metadata --wordnet --corpus 'text/*.txt' --list titles.txt \\
+        --output metadata.json [Beam options for the n-gram pipeline]
+
+Wire it with ``add_parser(subparsers)`` and call ``run(args)``; unknown arguments
+(``args.beam_args``, if the caller collects them) go to the n-gram Beam pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from clipcurate.balancing.entries import MetadataError
+from clipcurate.balancing.metadata import WORDNET_DIR, build_metadata
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``build-metadata`` subcommand to an ``argparse`` subparsers object; return its parser."""
+    p = subparsers.add_parser("build-metadata", help="build a MetaCLIP metadata list (JSON array of strings)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--wordnet", action="store_true", help="add all WordNet 3.0 synset lemma names")
+    p.add_argument("--wordnet-dir", default=WORDNET_DIR,
+                   help=f"folder with data.noun/verb/adj/adv (default {WORDNET_DIR}, Debian package wordnet-base)")
+    p.add_argument("--corpus", action="append", default=[], metavar="GLOB",
+                   help="text files (one text per line) or *.parquet files; repeatable")
+    p.add_argument("--caption-col", default="caption", help="text column of Parquet corpus files (default caption)")
+    p.add_argument("--min-count", type=int, default=100, help="keep unigrams with count >= this (default 100)")
+    p.add_argument("--min-pmi", type=float, default=30.0, help="keep bigrams with PMI (log2) >= this (default 30)")
+    p.add_argument("--min-bigram-count", type=int, default=1, help="ignore bigrams seen fewer times (default 1)")
+    p.add_argument("--list", action="append", default=[], metavar="FILE", dest="lists",
+                   help="plain text (one per line) or JSON array of entries to merge in; repeatable")
+    p.add_argument("--output", required=True, help="metadata JSON to write (stats go to <stem>.stats.json)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the metadata file; print a one-line summary; return 0, or 2 with a message on bad input."""
+    try:
+        stats = build_metadata(args.output, wordnet_dir=args.wordnet_dir if args.wordnet else None,
+                               corpus=args.corpus, caption_col=args.caption_col, min_count=args.min_count,
+                               min_pmi=args.min_pmi, min_bigram_count=args.min_bigram_count, lists=args.lists,
+                               beam_args=getattr(args, "beam_args", None))
+    except (MetadataError, ValueError, OSError) as e:
+        print(f"build-metadata: {e}", file=sys.stderr)
+        return 2
+    added = ", ".join(f"{name}: {s['added']}" for name, s in stats["sources"].items())
+    print(f"wrote {stats['entries']} entries to {args.output} ({added}); stats in {stats['stats_file']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m clipcurate.balancing.cli build-metadata ...``."""
+    parser = argparse.ArgumentParser(prog="clipcurate")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args, beam_args = parser.parse_known_args(argv)
+    args.beam_args = beam_args or None
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

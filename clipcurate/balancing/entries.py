@@ -1,0 +1,98 @@
+"""Read and check a MetaCLIP metadata file (the list of entries to match).
+
+Formats: a ``.json`` file holds one JSON array of strings (MetaCLIP's
+``metadata.json``); any other file holds one entry per line (UTF-8, ``\\n`` or
+``\\r\\n``; a final newline does not add an entry).  Entry ids are positions in
+that list.  Files are read through Beam's ``FileSystems`` (local paths, gs://, ...).
+
+Bad files raise :class:`MetadataError` naming the file: unreadable, not UTF-8, not
+JSON, not a list, a non-string item (with its index), no entries, or no usable entry.
+Blank entries and duplicates are not errors: they stay in the id space but never
+match, and are counted in :class:`Metadata`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from clipcurate.balancing.matching import active_entries, is_matchable
+
+
+class MetadataError(ValueError):
+    """The metadata file cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A loaded metadata file: ``entries`` (ids are positions) and what was found in it."""
+    path: str
+    sha256: str
+    entries: list[str] = field(repr=False)
+    num_blank: int = 0          # empty or whitespace-only: never match
+    num_duplicate: int = 0      # later copies of an entry: never match (the first copy does)
+    num_unmatchable: int = 0    # hold one of , . ; : ? ! ` or a tab/newline: can never match
+
+    @property
+    def num_active(self) -> int:
+        return len(self.entries) - self.num_blank - self.num_duplicate
+
+    def summary(self) -> dict:
+        """JSON-able description for the manifest."""
+        return {"metadata": self.path, "sha256": self.sha256, "entries": len(self.entries),
+                "active_entries": self.num_active, "blank_entries": self.num_blank,
+                "duplicate_entries": self.num_duplicate, "unmatchable_entries": self.num_unmatchable}
+
+
+def read_bytes(path: str) -> bytes:
+    """Whole file through Beam FileSystems; MetadataError if it cannot be opened."""
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            return f.read()
+    except Exception as e:  # noqa: BLE001 - any IO failure becomes one clear error
+        raise MetadataError(f"metadata file {path}: cannot read it ({type(e).__name__}: {e})") from e
+
+
+def parse_entries(data: bytes, path: str) -> list[str]:
+    """Entries from file bytes (JSON array for ``*.json``, else one per line)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MetadataError(f"metadata file {path}: not UTF-8 ({e})") from e
+    if path.endswith(".json"):
+        entries = _parse_json(text, path)
+    else:
+        entries = text.split("\n")
+        if entries and entries[-1] == "":
+            entries.pop()
+        entries = [e[:-1] if e.endswith("\r") else e for e in entries]
+    if not entries:
+        raise MetadataError(f"metadata file {path}: has no entries")
+    return entries
+
+
+def _parse_json(text: str, path: str) -> list[str]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MetadataError(f"metadata file {path}: not valid JSON ({e})") from e
+    if not isinstance(value, list):
+        raise MetadataError(f"metadata file {path}: expected a JSON array of strings, got {type(value).__name__}")
+    for i, v in enumerate(value):
+        if not isinstance(v, str):
+            raise MetadataError(f"metadata file {path}: item {i} is {type(v).__name__} ({v!r:.60}), expected a string")
+    return value
+
+
+def load_metadata(path: str) -> Metadata:
+    """Read, check and describe the metadata file at ``path``."""
+    data = read_bytes(path)
+    entries = parse_entries(data, path)
+    active = active_entries(entries)
+    if not active:
+        raise MetadataError(f"metadata file {path}: all {len(entries)} entries are empty or whitespace")
+    num_blank = sum(1 for e in entries if not e.strip())
+    return Metadata(path=path, sha256=hashlib.sha256(data).hexdigest(), entries=entries,
+                    num_blank=num_blank, num_duplicate=len(entries) - num_blank - len(active),
+                    num_unmatchable=sum(1 for e in active if not is_matchable(e)))

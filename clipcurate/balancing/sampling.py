@@ -1,0 +1,105 @@
+"""MetaCLIP balancing: per-entry counts, the cap ``t``, and the seeded keep draw.
+
+MetaCLIP keeps a pair when *any* of its matched entries ``e`` draws ``u_e < t / count_e``
+(``metaclip1/balancing.py``).  Here ``u_e = seeded_uniform(seed, uid, "metaclip:<e>")``,
+so the draw depends only on (seed, uid, entry id), never on order or workers, and
+
+    P(keep) = 1 - prod_e (1 - min(1, t / count_e)).
+
+A pair matching a *tail* entry (``count_e <= t``) is always kept.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import apache_beam as beam
+import numpy as np
+
+from clipcurate.schemas.uid import seeded_uniform
+
+PURPOSE = "metaclip"
+
+
+def entry_probabilities(counts: np.ndarray, t: int) -> np.ndarray:
+    """``min(1, t / count)`` per entry (1.0 where count is 0), as float64."""
+    if t <= 0:
+        raise ValueError(f"t must be > 0, got {t}")
+    counts = np.asarray(counts, dtype=np.float64)
+    probs = np.ones_like(counts)
+    head = counts > t
+    probs[head] = t / counts[head]
+    return probs
+
+
+def keep_probability(matched: Iterable[int], probs: np.ndarray) -> float:
+    """Exact probability that :func:`draw_keep` keeps a pair with these matched entries."""
+    ids = np.fromiter(matched, dtype=np.int64)
+    if ids.size == 0:
+        return 0.0
+    return float(1.0 - np.prod(1.0 - probs[ids]))
+
+
+def draw_keep(seed: int, uid: str, matched: Iterable[int], probs: np.ndarray) -> bool:
+    """MetaCLIP's draw: True if any matched entry's seeded uniform falls below its probability."""
+    for e in matched:
+        p = probs[e]
+        if p >= 1.0 or seeded_uniform(seed, uid, f"{PURPOSE}:{e}") < p:
+            return True
+    return False
+
+
+class EntryCountFn(beam.CombineFn):
+    """Combine lists of matched entry ids into a dense ``int64`` count array of length ``num_entries``.
+
+    The accumulator is a sparse ``{entry_id: count}`` dict (cheap for small bundles);
+    only the final output is dense.
+    """
+
+    def __init__(self, num_entries: int):
+        if num_entries <= 0:
+            raise ValueError(f"num_entries must be > 0, got {num_entries}")
+        self.num_entries = num_entries
+
+    def create_accumulator(self) -> dict[int, int]:
+        return {}
+
+    def add_input(self, acc: dict[int, int], matched: list[int]) -> dict[int, int]:
+        for e in matched:
+            acc[e] = acc.get(e, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[dict[int, int]]) -> dict[int, int]:
+        accs = sorted(accs, key=len, reverse=True)
+        out = accs[0] if accs else {}
+        for acc in accs[1:]:
+            for e, n in acc.items():
+                out[e] = out.get(e, 0) + n
+        return out
+
+    def extract_output(self, acc: dict[int, int]) -> np.ndarray:
+        counts = np.zeros(self.num_entries, dtype=np.int64)
+        if acc:
+            ids = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
+            counts[ids] = np.fromiter(acc.values(), dtype=np.int64, count=len(acc))
+        return counts
+
+
+def head_tail_summary(before: np.ndarray, after: np.ndarray, t: int, active: np.ndarray) -> dict:
+    """Head/tail numbers for the manifest: entries above t and the share of matches they hold."""
+    head = before > t
+    total_before, total_after = int(before.sum()), int(after.sum())
+    head_before, head_after = int(before[head].sum()), int(after[head].sum())
+    return {
+        "t": int(t),
+        "entries_matched": int((before > 0).sum()),
+        "unmatched_entries": int(((before == 0) & active).sum()),
+        "head_entries": int(head.sum()),
+        "matches_before": total_before,
+        "matches_after": total_after,
+        "head_matches_before": head_before,
+        "head_matches_after": head_after,
+        "head_share_before": head_before / total_before if total_before else 0.0,
+        "head_share_after": head_after / total_after if total_after else 0.0,
+        "max_count_before": int(before.max()) if before.size else 0,
+        "max_count_after": int(after.max()) if after.size else 0,
+    }

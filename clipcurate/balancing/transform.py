@@ -1,0 +1,201 @@
+"""MetaCLIP curation as one Beam transform: match -> count per entry -> balance.
+
+:class:`MetaClipCurate` takes candidate records (dicts with ``uid`` and ``caption``)
+and returns ``{"kept", "counts", "rejects", "stats"}``:
+
+* ``kept``: balanced records, each with ``record["matched"]`` = sorted entry ids;
+* ``counts``: ``((stage, key), n)`` for stages ``"match"`` (dropped: ``missing_caption``,
+  ``no_match``) and ``"balance"`` (dropped: ``balanced_out``, ``malformed_row`` for a
+  record without uid);
+* ``rejects``: dropped records with ``stage``/``reason`` (only with ``keep_rejects``);
+* ``stats``: one ``("metaclip", {...})`` pair (metadata path and sha256, entry numbers,
+  t, seed, head/tail summary); with ``stats_dir`` also
+  ``{stats_dir}/metaclip_entry_counts.parquet`` (entry_id, entry, count_before, count_after).
+
+Cost: the Aho-Corasick automaton is built once per worker process (``Shared``), the
+global count array is one ``CombineGlobally`` (sparse per-bundle accumulators), and
+the per-entry keep probabilities reach the sampler as one singleton side input
+(a float64 numpy array, 8 bytes per entry).
+"""
+from __future__ import annotations
+
+import uuid as _uuid
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.utils.shared import Shared
+
+from clipcurate.balancing.config import BalanceConfig
+from clipcurate.balancing.entries import Metadata, MetadataError, load_metadata
+from clipcurate.balancing.matching import Matcher, active_entries
+from clipcurate.balancing.sampling import EntryCountFn, draw_keep, entry_probabilities, head_tail_summary
+from clipcurate.pipelines.stage import COUNTS, REJECTS, CountingDoFn, count_elements
+
+ENTRY_COUNTS_FILE = "metaclip_entry_counts.parquet"
+STATS_NAME = "metaclip"
+
+
+def load_checked(path: str, sha256: str) -> Metadata:
+    """Load the metadata file and fail clearly if it changed since the pipeline was built."""
+    md = load_metadata(path)
+    if md.sha256 != sha256:
+        raise MetadataError(f"metadata file {path} changed during the run: sha256 {md.sha256} != {sha256}")
+    return md
+
+
+class _SharedMatcher:
+    """Weak-referenceable holder for one process-wide :class:`Matcher`."""
+
+    def __init__(self, path: str, sha256: str):
+        self.matcher = Matcher(load_checked(path, sha256).entries)
+
+
+class _MatchDoFn(CountingDoFn):
+    """Set ``matched``; drop records without caption, and (if asked) records matching nothing."""
+
+    def __init__(self, shared: Shared, path: str, sha256: str, drop_unmatched: bool, keep_rejects: bool):
+        super().__init__("match", keep_rejects)
+        self._shared, self._path, self._sha256 = shared, path, sha256
+        self._drop_unmatched = drop_unmatched
+        self._holder = None
+
+    def setup(self):
+        self._holder = self._shared.acquire(lambda: _SharedMatcher(self._path, self._sha256),
+                                            tag=f"metaclip-matcher:{self._sha256}")
+
+    def decide(self, record: dict[str, Any]):
+        caption = record.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            return "missing_caption", record
+        rec = dict(record, matched=self._holder.matcher.match(caption))
+        if not rec["matched"] and self._drop_unmatched:
+            return "no_match", rec
+        return "ok", rec
+
+
+class _BalanceDoFn(CountingDoFn):
+    """Keep a record with MetaCLIP's seeded draw; the side input is the per-entry probability array."""
+
+    def __init__(self, seed: int, keep_rejects: bool):
+        super().__init__("balance", keep_rejects)
+        self._seed = seed
+        self._probs: np.ndarray | None = None
+
+    def process(self, record, probs):
+        self._probs = probs
+        yield from super().process(record)
+
+    def decide(self, record: dict[str, Any]):
+        uid = record.get("uid")
+        if not isinstance(uid, str) or not uid:
+            return "malformed_row", record
+        matched = record.get("matched") or []
+        if not matched or draw_keep(self._seed, uid, matched, self._probs):
+            return "ok", record
+        return "balanced_out", record
+
+
+class MetaClipCurate(beam.PTransform):
+    """Match captions against MetaCLIP metadata, count matches per entry globally, cap each entry at t.
+
+    In: candidate records (dicts with ``uid``, ``caption``).  Out: ``{"kept", "counts",
+    "rejects", "stats"}`` (see module docstring).  The metadata file is read and checked
+    here (``MetadataError`` names the file) and again on each worker, where a changed
+    sha256 is an error.  ``cfg.enabled`` False or ``cfg.metadata`` None: pass-through,
+    with in/kept counts for both stages.
+    """
+
+    def __init__(self, cfg: BalanceConfig, seed: int, keep_rejects: bool = False,
+                 stats_dir: str | None = None):
+        super().__init__()
+        if cfg.t <= 0:
+            raise ValueError(f"balance.t must be > 0, got {cfg.t}")
+        self.cfg, self.seed, self.keep_rejects, self.stats_dir = cfg, int(seed), keep_rejects, stats_dir
+        self.active = bool(cfg.enabled and cfg.metadata)
+        self.summary: dict[str, Any] = {}
+        if self.active:
+            md = load_metadata(cfg.metadata)
+            self.num_entries, self.sha256 = len(md.entries), md.sha256
+            self.summary = md.summary()
+        self._shared = Shared()
+
+    def expand(self, pcoll):
+        if not self.active:
+            return self._pass_through(pcoll)
+        match = _MatchDoFn(self._shared, self.cfg.metadata, self.sha256, self.cfg.drop_unmatched, self.keep_rejects)
+        m = pcoll | "Match" >> beam.ParDo(match).with_outputs(COUNTS, REJECTS, main="kept")
+        before = m.kept | "CountBefore" >> _CountEntries(self.num_entries)
+        probs = before | "Probabilities" >> beam.Map(entry_probabilities, self.cfg.t)
+        b = (m.kept | "Balance" >> beam.ParDo(_BalanceDoFn(self.seed, self.keep_rejects),
+                                               probs=beam.pvalue.AsSingleton(probs))
+             .with_outputs(COUNTS, REJECTS, main="kept"))
+        after = b.kept | "CountAfter" >> _CountEntries(self.num_entries)
+        stats = before | "Stats" >> beam.Map(
+            _make_stats, after=beam.pvalue.AsSingleton(after), path=self.cfg.metadata, sha256=self.sha256,
+            extra=dict(self.summary, seed=self.seed, drop_unmatched=self.cfg.drop_unmatched),
+            t=self.cfg.t, stats_dir=self.stats_dir)
+        return {"kept": b.kept,
+                "counts": (m[COUNTS], b[COUNTS]) | "FlattenCounts" >> beam.Flatten(),
+                "rejects": (m[REJECTS], b[REJECTS]) | "FlattenRejects" >> beam.Flatten(),
+                "stats": stats}
+
+    def _pass_through(self, pcoll):
+        counts = [count_elements(pcoll, f"Count{stage.title()}{key.title()}", stage, key)
+                  for stage in ("match", "balance") for key in ("in", "kept")]
+        p = pcoll.pipeline
+        return {"kept": pcoll,
+                "counts": counts | "FlattenCounts" >> beam.Flatten(),
+                "rejects": p | "NoRejects" >> beam.Create([]),
+                "stats": p | "Stats" >> beam.Create([(STATS_NAME, {"enabled": False, "metadata": self.cfg.metadata})])}
+
+class _CountEntries(beam.PTransform):
+    """Records with ``matched`` -> one dense int64 array of per-entry match counts."""
+
+    def __init__(self, num_entries: int):
+        super().__init__()
+        self.num_entries = num_entries
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "Ids" >> beam.Map(lambda r: r.get("matched") or [])
+                | "Sum" >> beam.CombineGlobally(EntryCountFn(self.num_entries)))
+
+
+def _make_stats(before: np.ndarray, after: np.ndarray, path: str, sha256: str, extra: dict, t: int,
+                stats_dir: str | None) -> tuple[str, dict]:
+    """The ``("metaclip", {...})`` stats pair; writes the per-entry Parquet when ``stats_dir`` is set."""
+    md = load_checked(path, sha256)
+    active = np.zeros(len(md.entries), dtype=bool)
+    active[list(active_entries(md.entries).values())] = True
+    stats = dict(extra, **head_tail_summary(before, after, t, active))
+    stats["top_entries"] = [{"entry": md.entries[i], "count_before": int(before[i]), "count_after": int(after[i])}
+                            for i in np.argsort(-before, kind="stable")[:20]]
+    if stats_dir:
+        stats["entry_counts_parquet"] = write_entry_counts(stats_dir, md.entries, before, after)
+    return STATS_NAME, stats
+
+
+def write_entry_counts(stats_dir: str, entries: list[str], before: np.ndarray, after: np.ndarray) -> str:
+    """Write ``{stats_dir}/metaclip_entry_counts.parquet`` atomically (temp name, then rename); return its path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    table = pa.table({"entry_id": pa.array(np.arange(len(entries)), pa.int32()),
+                      "entry": pa.array(entries, pa.string()),
+                      "count_before": pa.array(before, pa.int64()),
+                      "count_after": pa.array(after, pa.int64())})
+    final = FileSystems.join(stats_dir, ENTRY_COUNTS_FILE)
+    tmp = FileSystems.join(stats_dir, f".{ENTRY_COUNTS_FILE}.{_uuid.uuid4().hex}.tmp")
+    if not FileSystems.exists(stats_dir):
+        FileSystems.mkdirs(stats_dir)
+    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        pq.write_table(table, f, compression="zstd")
+    try:
+        FileSystems.rename([tmp], [final])
+    except Exception:  # noqa: BLE001 - filesystems that refuse to overwrite: delete, then rename
+        FileSystems.delete([final])
+        FileSystems.rename([tmp], [final])
+    return final
