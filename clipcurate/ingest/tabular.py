@@ -1,0 +1,204 @@
+"""Readers for tabular candidate files: Parquet, CSV, TSV and JSONL (or a JSON array).
+
+In: a path and an :class:`IngestConfig`.  Out: an iterator of ``(status, record)``, one per
+data row (blank lines skipped).  ``offset`` is the 0-based data-row index.  A file that
+cannot be read at all, or a missing column, raises ValueError naming the file (and row).
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import zlib
+from typing import Any, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipcurate.ingest.config import IngestConfig
+from clipcurate.ingest.formats import open_binary, open_raw
+from clipcurate.ingest.rows import Pair, as_text, candidate, dropped, find_column
+
+PARQUET_BATCH_ROWS = 8192
+_TRUNCATED = (EOFError, zlib.error, gzip.BadGzipFile)  # a cut or corrupt gzip stream
+
+
+def _columns(cfg: IngestConfig, available: Sequence[str], path: str) -> tuple[str, str, list[str]]:
+    url = find_column(cfg.url_col, available, path, "url")
+    cap = find_column(cfg.caption_col, available, path, "caption")
+    extras = [find_column(c, available, path, "extra") for c in cfg.extra_cols]
+    return url, cap, extras
+
+
+def _truncated(path: str, fmt: str, offset: int, e: Exception) -> Pair:
+    return dropped("truncated_record", source=path, offset=offset, source_format=fmt,
+                   error=f"{path}: stream ends or is corrupt after row {offset}: {e}")
+
+
+# -- Parquet ---------------------------------------------------------------------------
+def read_parquet(path: str, cfg: IngestConfig) -> Iterator[Pair]:
+    """Stream a Parquet file in record batches (only the needed columns are read)."""
+    with open_raw(path) as f:
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowException, OSError) as e:
+            raise ValueError(f"{path}: not a readable Parquet file: {e}") from e
+        url, cap, extras = _columns(cfg, pf.schema_arrow.names, path)
+        needed = list(dict.fromkeys([url, cap, *extras]))
+        offset = 0
+        try:
+            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=needed):
+                cols = {name: batch.column(name).to_pylist() for name in needed}
+                for i in range(batch.num_rows):
+                    extra = {c: cols[c][i] for c in extras} or None
+                    yield candidate(cols[url][i], cols[cap][i], source=path, offset=offset,
+                                    source_format="parquet", extra=extra)
+                    offset += 1
+        except (pa.ArrowException, OSError) as e:
+            raise ValueError(f"{path}: Parquet data unreadable at row {offset}: {e}") from e
+
+
+# -- CSV / TSV ---------------------------------------------------------------------------
+def _text_lines(binary: io.BufferedIOBase, encoding: str) -> Iterator[str]:
+    """Decode lines (bad bytes kept as surrogates, counted later), drop a BOM and NULs."""
+    enc = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    text = io.TextIOWrapper(binary, encoding=enc, errors="surrogateescape", newline="")
+    for line in text:
+        yield line.replace("\x00", "")
+
+
+def read_delimited(path: str, cfg: IngestConfig, fmt: str) -> Iterator[Pair]:
+    """CSV (RFC 4180 quoting) or TSV (tab-separated, no quoting). The first row is the
+    header unless ``cfg.columns`` names the columns of a headerless file."""
+    dialect = {"delimiter": ","} if fmt == "csv" else {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    with open_binary(path) as binary:
+        reader = csv.reader(_text_lines(binary, cfg.encoding), **dialect)
+        rows = _safe_rows(reader, path, fmt)
+        header = list(cfg.columns) if cfg.columns else _header(rows, path)
+        url, cap, extras = _columns(cfg, header, path)
+        index = {name: i for i, name in enumerate(header)}
+        offset = 0
+        for kind, row, err in rows:
+            if kind == "row":
+                yield _delimited_row(row, header, index, url, cap, extras, path, fmt, offset,
+                                     reader.line_num)
+            elif kind == "malformed":
+                yield dropped("malformed_row", source=path, offset=offset, source_format=fmt,
+                              error=f"{path} line {reader.line_num}: {err}")
+            else:
+                yield _truncated(path, fmt, offset, err)
+                return
+            offset += 1
+
+
+def _safe_rows(reader, path: str, fmt: str) -> Iterator[tuple[str, list[str] | None, Exception | None]]:
+    """Rows as ('row', fields, None); csv errors as ('malformed', None, e); a truncated or
+    corrupt stream as ('truncated', None, e), after which iteration stops. Blank lines skipped."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield "malformed", None, e
+            continue
+        except _TRUNCATED as e:
+            yield "truncated", None, e
+            return
+        if row:
+            yield "row", row, None
+
+
+def _header(rows: Iterator, path: str) -> list[str]:
+    for kind, row, err in rows:
+        if kind == "row":
+            return [as_text(c).strip() for c in row]
+        raise ValueError(f"{path}: header row unreadable: {err}")
+    raise ValueError(f"{path}: file is empty (no header row); set columns for a headerless file")
+
+
+def _delimited_row(row, header, index, url, cap, extras, path, fmt, offset, line) -> Pair:
+    if len(row) != len(header) and not (len(row) > len(header) and not any(row[len(header):])):
+        return dropped("malformed_row", source=path, offset=offset, source_format=fmt,
+                       error=f"{path} line {line}: expected {len(header)} fields, got {len(row)}")
+    extra = {c: row[index[c]] for c in extras} or None
+    return candidate(row[index[url]], row[index[cap]], source=path, offset=offset,
+                     source_format=fmt, extra=extra)
+
+
+# -- JSONL -------------------------------------------------------------------------------
+def read_jsonl(path: str, cfg: IngestConfig) -> Iterator[Pair]:
+    """JSON Lines (one object per line), or a single JSON array of objects. Columns are
+    resolved from the first object; a bad line is a malformed_row drop."""
+    with open_binary(path) as binary:
+        objects = _json_objects(binary, path, cfg.encoding)
+        keys: tuple[str, str, list[str]] | None = None
+        for offset, (obj, err) in enumerate(objects):
+            if err is not None:
+                reason = "truncated_record" if isinstance(err, _TRUNCATED) else "malformed_row"
+                yield dropped(reason, source=path, offset=offset, source_format="jsonl",
+                              error=f"{path} row {offset}: {err}")
+                if reason == "truncated_record":
+                    return
+                continue
+            if keys is None:
+                keys = _columns(cfg, list(obj), f"{path} row {offset}")
+            url, cap, extras = keys
+            extra = {c: obj.get(c) for c in extras} or None
+            yield candidate(obj.get(url), obj.get(cap), source=path, offset=offset,
+                            source_format="jsonl", extra=extra)
+
+
+def _json_objects(binary, path: str, encoding: str) -> Iterator[tuple[dict[str, Any] | None, Exception | None]]:
+    """(object, None) per JSON object, (None, error) per bad line / non-object."""
+    lines = _text_lines(binary, encoding)
+    try:
+        first = next((ln for ln in lines if ln.strip()), None)
+    except _TRUNCATED as e:
+        yield None, e
+        return
+    if first is None:
+        return
+    if first.lstrip().startswith("["):
+        yield from _json_array(first, lines, path)
+        return
+    yield from _json_lines(first, lines)
+
+
+def _json_lines(first: str, lines: Iterable[str]):
+    it = iter(lines)
+    line: str | None = first
+    while line is not None:
+        if line.strip():
+            yield _parse_object(line)
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except _TRUNCATED as e:
+            yield None, e
+            return
+
+
+def _json_array(first: str, lines: Iterable[str], path: str):
+    try:
+        data = json.loads(first + "".join(lines))
+    except _TRUNCATED as e:
+        yield None, e
+        return
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON (array): {e}") from e
+    for item in data:
+        yield (item, None) if isinstance(item, dict) else (None, ValueError(f"not a JSON object: {item!r:.80}"))
+
+
+def _parse_object(line: str):
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, ValueError(f"bad JSON: {e}")
+    if not isinstance(obj, dict):
+        return None, ValueError(f"not a JSON object: {line.strip()[:80]!r}")
+    return obj, None
