@@ -1,29 +1,71 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
+ENCODE_FORMATS = ("jpg", "png", "webp")
+
+
+def _default_directives() -> list[str]:
+    return ["noai", "noimageai", "noindex", "noimageindex"]
 
 
 @dataclass
 class DownloadConfig:
-    """HTTP fetch, guards and image processing (option names follow img2dataset)."""
+    """HTTP fetch, guards and image processing (option names follow img2dataset).
+
+    Times are seconds, sizes bytes or pixels.  See docs/download.md for every field.
+    """
     enabled: bool = True
-    timeout: float = 10.0           # total deadline per request: connect + all reads
-    max_bytes: int = 20_000_000     # byte cap, enforced while streaming
-    retries: int = 2
+    # -- fetch ------------------------------------------------------------------------
+    timeout: float = 10.0           # total deadline per request attempt: connect + all reads
+    max_bytes: int = 20_000_000     # byte cap, enforced while streaming (also on decoded gzip)
+    retries: int = 2                # extra attempts after a timeout / 429 / 5xx / reset
+    backoff_base: float = 0.5       # first backoff; doubles per attempt, with jitter in [0.5, 1.5)
+    backoff_max: float = 10.0
+    max_retry_after: float = 30.0   # a longer Retry-After gives up with the http status
     max_redirects: int = 5
-    concurrency: int = 64           # per worker process
+    concurrency: int = 64           # requests in flight per worker process
     per_host_concurrency: int = 8
-    per_host_rate: float = 0.0      # requests per second per host; 0 = unlimited
+    per_host_rate: float = 0.0      # requests per second per host (token bucket); 0 = unlimited
+    per_host_burst: int = 4         # token bucket size
     user_agent: str = "clipcurate/0.1 (+https://github.com/clipcurate/clipcurate)"
-    allow_loopback: bool = False    # only for tests and the demo
+    max_url_length: int = 2048
+    # -- guards -----------------------------------------------------------------------
+    allow_loopback: bool = False    # only for tests and the demo: permits 127.0.0.0/8 and ::1
+    host_overrides: list[str] = field(default_factory=list)  # "name=ip" pairs, like /etc/hosts
     respect_robots: bool = True
-    respect_noai: bool = True
+    robots_max_bytes: int = 500_000
+    respect_noai: bool = True       # X-Robots-Tag directives, checked before the body is read
+    disallowed_header_directives: list[str] = field(default_factory=_default_directives)
+    # -- image ------------------------------------------------------------------------
     image_size: int = 256
     resize_mode: str = "keep_ratio"  # no | keep_ratio | keep_ratio_largest | center_crop | border
+    resize_only_if_bigger: bool = False
     encode_format: str = "jpg"       # jpg | png | webp
-    encode_quality: int = 95
-    keep_original: bool = False
-    min_image_size: int = 0          # DataComp basic uses 200
+    encode_quality: int = 95         # jpg/webp quality; png: compression level 0-9
+    keep_original: bool = False      # store the fetched bytes as they are (still checked)
+    min_image_size: int = 0          # DataComp basic uses 200 (shorter side)
     max_aspect_ratio: float = 0.0    # 0 = no limit; DataComp basic uses 3
-    max_pixels: int = 89_478_485     # Pillow's default bomb limit
+    max_pixels: int = 89_478_485     # refused from the header, before decode (bombs)
+    # -- batching / resume ------------------------------------------------------------
+    batch_size: int = 256            # records in flight per worker (>= concurrency keeps it busy)
+    decode_threads: int = 2          # image check/re-encode threads per worker
     cache_dir: str | None = None     # fetch cache keyed by uid, for resume
+
+    def __post_init__(self):
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"download.resize_mode={self.resize_mode!r}; choose from {', '.join(RESIZE_MODES)}")
+        if self.encode_format not in ENCODE_FORMATS:
+            raise ValueError(f"download.encode_format={self.encode_format!r}; choose from {', '.join(ENCODE_FORMATS)}")
+        for name in ("timeout", "max_bytes", "concurrency", "per_host_concurrency", "image_size",
+                     "max_pixels", "batch_size", "max_url_length", "decode_threads"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"download.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("retries", "max_redirects", "per_host_rate", "min_image_size", "max_aspect_ratio",
+                     "backoff_base", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"download.{name} must be >= 0, got {getattr(self, name)!r}")
+        for item in self.host_overrides:
+            if item.count("=") != 1 or not all(item.split("=")):
+                raise ValueError(f"download.host_overrides item {item!r}: expected name=ip")
