@@ -3,8 +3,9 @@
 
 In: a path.  Out: ``(status, record)`` per image; ``offset`` is the byte offset of the
 WARC record (in the stored, possibly compressed, file); ``extra`` holds ``page_url``.
-A file that is not an archive at all raises ValueError; a stream cut short (or corrupt)
-after the first record counts one ``truncated_record`` and ends that file cleanly.
+A file that does not start like a WARC/ARC raises ValueError; a stream cut short (or
+corrupt) counts one ``truncated_record`` and ends that file cleanly.  A .warc.gz that is
+one gzip stream (not one member per record) is read too, decompressed.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any, Iterator
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from clipcurate.ingest.formats import open_raw
+from clipcurate.ingest.formats import open_binary, open_raw
 from clipcurate.ingest.html_images import base_url, classify_image, is_html, pairs_from_html
 from clipcurate.ingest.rows import Pair, candidate, dropped, make_record
 
 _STREAM_ERRORS = (ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError)
 WAT_IMG_PATH = "IMG@/src"
 _DRAIN = 1 << 16
+ARCHIVE_MAGICS = (b"WARC/", b"filedesc://")
 
 
 class _Truncated(Exception):
@@ -31,32 +33,68 @@ class _Truncated(Exception):
 
 def read_archive(path: str, fmt: str) -> Iterator[Pair]:
     """Yield (status, record) for every image of every HTML response / WAT metadata record."""
+    _check_header(path)
+    records = _records(path)
+    while True:
+        try:
+            offset, record = next(records)
+        except StopIteration:
+            return
+        except _StreamBroken as e:
+            yield _truncated(path, fmt, e.offset, e.__cause__)
+            return
+        try:
+            yield from _record_pairs(record, path, offset)
+        except _Truncated as e:
+            yield _truncated(path, fmt, offset, e)
+            return
+
+
+class _StreamBroken(Exception):
+    def __init__(self, offset: int):
+        super().__init__(offset)
+        self.offset = offset
+
+
+def _check_header(path: str) -> None:
+    """Raise ValueError unless the (gunzipped) file starts like a WARC or ARC file."""
+    try:
+        with open_binary(path) as f:
+            head = f.read(16)
+    except (EOFError, zlib.error, OSError) as e:
+        raise ValueError(f"{path}: not a readable WARC/ARC/WAT file: {e}") from e
+    if head and not head.startswith(ARCHIVE_MAGICS):
+        raise ValueError(f"{path}: not a readable WARC/ARC/WAT file (starts with {head!r})")
+
+
+def _records(path: str) -> Iterator[tuple[int, Any]]:
+    """(byte offset, warcio record) per record.  A gzip that is one stream instead of one
+    member per record (warcio refuses it) is re-read decompressed, offsets then count
+    uncompressed bytes.  A broken stream raises _StreamBroken(offset) from the cause."""
+    seen = 0
     with open_raw(path) as raw:
         it = ArchiveIterator(raw, arc2warc=True)
-        records = iter(it)
-        seen = 0
-        while True:
-            try:
-                record = next(records)
-                offset = it.offset  # start of this record (get_record_offset() would consume it)
-            except StopIteration:
-                return
-            except _STREAM_ERRORS as e:
-                if seen == 0:
-                    raise ValueError(f"{path}: not a readable WARC/ARC/WAT file: {e}") from e
-                yield _truncated(path, fmt, it, e)
-                return
-            seen += 1
-            try:
-                yield from _record_pairs(record, path, offset)
-            except _Truncated as e:
-                yield _truncated(path, fmt, it, e, offset)
-                return
+        try:
+            for record in it:
+                seen += 1
+                yield it.offset, record  # start of this record (get_record_offset() would consume it)
+            return
+        except ArchiveLoadFailed as e:
+            if "non-chunked gzip" not in str(e):
+                raise _StreamBroken(it.offset) from e
+        except _STREAM_ERRORS as e:
+            raise _StreamBroken(it.offset) from e
+    with open_binary(path) as plain:
+        it = ArchiveIterator(plain, arc2warc=True)
+        try:
+            for i, record in enumerate(it):
+                if i >= seen:
+                    yield it.offset, record
+        except _STREAM_ERRORS as e:
+            raise _StreamBroken(it.offset) from e
 
 
-def _truncated(path: str, fmt: str, it, err: Exception, offset: int | None = None) -> Pair:
-    if offset is None:
-        offset = getattr(it, "offset", 0) or 0
+def _truncated(path: str, fmt: str, offset: int, err: BaseException | None) -> Pair:
     return dropped("truncated_record", source=path, offset=offset, source_format=fmt,
                    error=f"{path}: record at byte {offset} truncated or unreadable: {err}")
 

@@ -52,21 +52,24 @@ def meta_charset(body: bytes) -> str | None:
 
 
 def decode_html(body: bytes, content_type: str | None) -> tuple[str, str, bool]:
-    """Decode a page.  Order: a BOM; else the first of [Content-Type charset, <meta> charset
-    (first 4 KiB), utf-8, cp1252] that decodes strictly.  If none does, the first candidate
-    with U+FFFD replacement and ``lossy=True``.  Labels map to their WHATWG superset
-    (gb2312 -> gb18030, iso-8859-1 -> cp1252, shift_jis -> cp932, ...).  NULs are removed."""
+    """Decode a page -> (text, codec, lossy).  A BOM wins.  Else the declared charsets
+    (Content-Type header, then <meta> in the first 4 KiB) are tried strictly; if all fail,
+    the first declared one decodes with U+FFFD replacement and ``lossy=True`` (as browsers
+    do).  With no declaration: utf-8 strictly, else cp1252 (replacement, lossy, only for
+    its five undefined bytes).  Labels map to their WHATWG superset (gb2312 -> gb18030,
+    iso-8859-1 -> cp1252, shift_jis -> cp932, ...).  NULs are removed."""
     for bom, enc in _BOMS:
         if body.startswith(bom):
             return body[len(bom):].decode(enc, "replace").replace("\x00", ""), enc, False
-    tries = [header_charset(content_type), meta_charset(body), "utf-8", "cp1252"]
-    tries = list(dict.fromkeys(t for t in tries if t))
+    declared = [c for c in (header_charset(content_type), meta_charset(body)) if c]
+    tries = list(dict.fromkeys(declared or ["utf-8", "cp1252"]))
     for enc in tries:
         try:
             return body.decode(enc).replace("\x00", ""), enc, False
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             continue
-    return body.decode(tries[0], "replace").replace("\x00", ""), tries[0], True
+    fallback = tries[0] if declared else "cp1252"
+    return body.decode(fallback, "replace").replace("\x00", ""), fallback, True
 
 
 def img_tags(html: str) -> tuple[str | None, list[tuple[str, str]]]:
