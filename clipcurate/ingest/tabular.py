@@ -133,7 +133,7 @@ def read_jsonl(path: str, cfg: IngestConfig) -> Iterator[Pair]:
     """JSON Lines (one object per line), or a single JSON array of objects. Columns are
     resolved from the first object; a bad line is a malformed_row drop."""
     with open_binary(path) as binary:
-        objects = _json_objects(binary, path, cfg.encoding)
+        objects = _json_objects(binary, path, cfg.encoding, allow_array=not _is_jsonl_name(path))
         keys: tuple[str, str, list[str]] | None = None
         for offset, (obj, err) in enumerate(objects):
             if err is not None:
@@ -151,8 +151,15 @@ def read_jsonl(path: str, cfg: IngestConfig) -> Iterator[Pair]:
                             source_format="jsonl", extra=extra)
 
 
-def _json_objects(binary, path: str, encoding: str) -> Iterator[tuple[dict[str, Any] | None, Exception | None]]:
-    """(object, None) per JSON object, (None, error) per bad line / non-object."""
+def _is_jsonl_name(path: str) -> bool:
+    name = path.lower().removesuffix(".gz")
+    return name.endswith((".jsonl", ".ndjson"))
+
+
+def _json_objects(binary, path: str, encoding: str,
+                  allow_array: bool) -> Iterator[tuple[dict[str, Any] | None, Exception | None]]:
+    """(object, None) per JSON object, (None, error) per bad line / non-object.  When
+    ``allow_array`` (a .json file) and the file starts with '[', it is one JSON array."""
     lines = _text_lines(binary, encoding)
     try:
         first = next((ln for ln in lines if ln.strip()), None)
@@ -161,7 +168,7 @@ def _json_objects(binary, path: str, encoding: str) -> Iterator[tuple[dict[str, 
         return
     if first is None:
         return
-    if first.lstrip().startswith("["):
+    if allow_array and first.lstrip().startswith("["):
         yield from _json_array(first, lines, path)
         return
     yield from _json_lines(first, lines)
