@@ -1,0 +1,72 @@
+"""Exact dedupe: by normalized URL (before download) and by image sha256 (after).
+
+In: records (dicts with ``uid``, ``url`` / ``sha256``, optionally ``clip_score``).  Out: the
+stage dict ``{"kept", "counts", "rejects"}``; one record per key survives (see
+:mod:`clipcurate.dedupe.keep` for the rule), the rest are dropped as ``dup_url`` /
+``dup_content``.  Records without a key (no sha256) pass.  Cost: one GroupByKey of the
+records by key.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import apache_beam as beam
+
+from clipcurate.dedupe.keep import DUP_OF, DropAnnotated, choose
+from clipcurate.pipelines.stage import apply_stage
+from clipcurate.schemas.uid import normalize_url
+
+
+def annotate_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark every record of one key group but the keeper with ``_dup_of``."""
+    keeper, _ = choose((r["uid"], r.get("clip_score")) for r in records)
+    out, kept = [], False
+    for r in sorted(records, key=lambda r: r["uid"]):
+        if r["uid"] == keeper and not kept:
+            kept = True
+            out.append(r)
+        else:
+            out.append(dict(r, **{DUP_OF: keeper}))
+    return out
+
+
+class _GroupDedupe(beam.PTransform):
+    def __init__(self, stage: str, reason: str, key_fn: Callable[[dict], str | None], keep_rejects: bool):
+        super().__init__()
+        self.stage, self.reason, self.key_fn, self.keep_rejects = stage, reason, key_fn, keep_rejects
+
+    def expand(self, records):
+        key_fn = self.key_fn
+
+        def keyed(r):
+            k = key_fn(r)
+            return (("k", k) if k else ("uid", r["uid"]), r)
+
+        annotated = (records
+                     | "Key" >> beam.Map(keyed)
+                     | "Group" >> beam.GroupByKey()
+                     | "Annotate" >> beam.FlatMapTuple(lambda _, rs: annotate_group(list(rs))))
+        return apply_stage(annotated, "Drop", DropAnnotated(self.stage, self.reason, self.keep_rejects))
+
+
+def url_key(record: dict[str, Any]) -> str | None:
+    url = record.get("url")
+    return normalize_url(url) if url else None
+
+
+def content_key(record: dict[str, Any]) -> str | None:
+    return record.get("sha256") or None
+
+
+class ExactUrlDedupe(_GroupDedupe):
+    """Stage ``dedupe_url``: one record per normalized URL; others dropped as ``dup_url``."""
+
+    def __init__(self, keep_rejects: bool = False):
+        super().__init__("dedupe_url", "dup_url", url_key, keep_rejects)
+
+
+class ExactContentDedupe(_GroupDedupe):
+    """Stage ``dedupe_content``: one record per image sha256; others dropped as ``dup_content``."""
+
+    def __init__(self, keep_rejects: bool = False):
+        super().__init__("dedupe_content", "dup_content", content_key, keep_rejects)
