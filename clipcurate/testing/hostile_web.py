@@ -102,7 +102,7 @@ def generated_images() -> dict[str, bytes]:
         "anim.gif": enc(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
         "cmyk.jpg": enc(rgb.convert("CMYK"), "JPEG", quality=90),
         "palette.png": enc(rgb.convert("P"), "PNG"),
-        "gray16.png": enc(Image.fromarray(np.asarray(grad).astype(np.uint16) * 257, "I;16"), "PNG"),
+        "gray16.png": enc(Image.fromarray(np.asarray(grad).astype(np.uint16) * 257), "PNG"),
         "rotated.jpg": enc(rgb, "JPEG", quality=90, exif=exif.tobytes()),
         "rgba.png": enc(rgba, "PNG"),
     }
@@ -112,7 +112,7 @@ class HostileWeb:
     """The server.  ``image_dirs``: folders of real images served under /img/<name>.
 
     ``latency_ms`` delays every response (benchmarks use 50).  ``hits`` counts requests
-    per path, ``user_agents`` the User-Agent headers seen, both for assertions.
+    per request target (path and query), ``user_agents`` the User-Agent headers seen, both for assertions.
     """
 
     def __init__(self, image_dirs: list[Path] | tuple = (), latency_ms: float = 0.0, port: int = 0, seed: int = 0):
@@ -127,6 +127,7 @@ class HostileWeb:
         self._flaky: collections.Counter[str] = collections.Counter()
         self._cache: dict[str, bytes] = {}
         self._generated: dict[str, bytes] | None = None
+        self._futures: dict[str, asyncio.Future] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -204,7 +205,7 @@ class HostileWeb:
         host = headers.get("host", "").rsplit(":", 1)[0].lower()
         parts = urlsplit(target)
         path, query = unquote(parts.path), parse_qs(parts.query)
-        self.hits[path] += 1
+        self.hits[target] += 1
         self.user_agents[headers.get("user-agent", "")] += 1
         delay = float(query.get("latency_ms", [self.latency_ms])[0])
         if delay > 0:
@@ -229,16 +230,15 @@ class HostileWeb:
             self._cache[name] = p.read_bytes()
         return self._cache[name], TYPES[p.suffix.lower()]
 
-    def _gen(self, name: str) -> tuple[bytes, str] | None:
-        if self._generated is None:
-            self._generated = generated_images()
-        body = self._generated.get(name)
+    async def _gen(self, name: str) -> tuple[bytes, str] | None:
+        body = (await self._lazy("generated", generated_images)).get(name)
         return None if body is None else (body, TYPES["." + name.rsplit(".", 1)[1]])
 
-    def _lazy(self, key: str, make) -> bytes:
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+    async def _lazy(self, key: str, make):
+        """Build a payload once, off the event loop (the gzip bomb takes most of a second)."""
+        if key not in self._futures:
+            self._futures[key] = asyncio.get_running_loop().run_in_executor(None, make)
+        return await self._futures[key]
 
     async def _route(self, host: str, path: str, q: dict, reader, writer) -> bool:
         first = lambda k, d: q.get(k, [d])[0]  # noqa: E731
@@ -255,7 +255,7 @@ class HostileWeb:
                 body, extra = gzip.compress(body, mtime=0), {"Content-Encoding": "gzip"}
             return await self._send(writer, 200, body, ctype, extra)
         if seg[0] == "gen" and len(seg) == 2:
-            found = self._gen(seg[1])
+            found = await self._gen(seg[1])
             return await (self._send(writer, 200, *found) if found else self._send(writer, 404))
         if path == "/hang":
             await reader.read()  # until the client gives up
@@ -275,18 +275,18 @@ class HostileWeb:
             if self._flaky[seg[1]] <= int(first("fail", "1")):
                 return await self._send(writer, int(first("code", "503")), b"try again",
                                         extra={"Retry-After": first("retry_after", "0")})
-            return await self._send(writer, 200, *self._any_image())
+            return await self._send(writer, 200, *(await self._any_image()))
         if seg[0] == "loop" and len(seg) == 2:
             return await self._send(writer, 302, extra={"Location": "/loop/" + ("b" if seg[1] == "a" else "a")})
         if seg[0] == "chain" and len(seg) == 2 and seg[1].isdigit():
             n = int(seg[1])
             if n <= 0:
-                return await self._send(writer, 200, *self._any_image())
+                return await self._send(writer, 200, *(await self._any_image()))
             return await self._send(writer, 302, extra={"Location": f"/chain/{n - 1}"})
         if path == "/redirect":
             return await self._send(writer, 302, extra={"Location": first("to", "/")})
         if path == "/truncated.jpg":
-            body, _ = self._any_image(".jpg")
+            body, _ = await self._any_image(".jpg")
             return await self._send(writer, 200, body[: len(body) // 2], "image/jpeg")
         if path == "/random.jpg":
             body = random.Random(self.seed).randbytes(50_000)
@@ -295,9 +295,9 @@ class HostileWeb:
             body = b"<!doctype html><html><head><title>Not an image</title></head><body>nope</body></html>"
             return await self._send(writer, 200, body, "image/jpeg")
         if path == "/bomb.png":
-            return await self._send(writer, 200, self._lazy("bomb.png", bomb_png), "image/png")
+            return await self._send(writer, 200, await self._lazy("bomb.png", bomb_png), "image/png")
         if path == "/gzip-bomb":
-            return await self._send(writer, 200, self._lazy("gzip-bomb", gzip_bomb), "image/png",
+            return await self._send(writer, 200, await self._lazy("gzip-bomb", gzip_bomb), "image/png",
                                     {"Content-Encoding": "gzip"})
         if path == "/huge-length":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000000000\r\n\r\n"
@@ -322,10 +322,10 @@ class HostileWeb:
         body = b"User-agent: *\nDisallow: /\n" if host == "deny.test" else b"User-agent: *\nDisallow: /private/\n"
         return await self._send(writer, 200, body)
 
-    def _any_image(self, suffix: str = "") -> tuple[bytes, str]:
+    async def _any_image(self, suffix: str = "") -> tuple[bytes, str]:
         names = [n for n in self.image_names() if n.lower().endswith(suffix)]
         if not names:
-            return self._gen("rotated.jpg")
+            return await self._gen("rotated.jpg")
         return self._file(names[0])
 
 
