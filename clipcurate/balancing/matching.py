@@ -20,6 +20,8 @@ match (see :func:`active_entries`).
 """
 from __future__ import annotations
 
+import re
+
 try:
     import ahocorasick
 except ImportError as _e:  # pragma: no cover - dependency is declared in pyproject
@@ -27,6 +29,7 @@ except ImportError as _e:  # pragma: no cover - dependency is declared in pyproj
 
 WRAPPED_PUNCT = (",", ".", ";", ":", "?", "!", "`")
 SPACED_CHARS = ("\t", "\n", "\r")
+_UNMATCHABLE = re.compile("[" + re.escape("".join(WRAPPED_PUNCT + SPACED_CHARS)) + "]")
 
 
 def spacing(text: str) -> str:
@@ -52,7 +55,7 @@ def active_entries(entries: list[str]) -> dict[str, int]:
 
 def is_matchable(entry: str) -> bool:
     """False when an entry can never match a spaced caption (it holds a wrapped or spaced character)."""
-    return not any(c in entry for c in WRAPPED_PUNCT + SPACED_CHARS)
+    return _UNMATCHABLE.search(entry) is None
 
 
 class Matcher:
