@@ -5,15 +5,41 @@ from dataclasses import dataclass
 
 @dataclass
 class ScoringConfig:
-    """CLIP image-text scoring with open_clip and the score filter."""
+    """CLIP image-text scoring with open_clip and the score filter (docs/scoring.md)."""
     enabled: bool = True
     model: str = "ViT-B-32"
     pretrained: str | None = None     # open_clip pretrained tag (needs the hub or a cache)
     checkpoint: str | None = None     # local checkpoint file (weights_only load)
     random_init: bool = False         # demo/tests: a seeded randomly initialised model
-    device: str = "auto"              # auto | cpu | cuda
+    device: str = "auto"              # auto | cpu | cuda | cuda:N | GPU (Beam's spelling)
     precision: str = "fp32"           # fp32 | bf16 | fp16 (autocast on GPU)
     min_batch_size: int = 8
     max_batch_size: int = 256
     threshold: float | None = None    # keep clip_score >= threshold
     top_fraction: float | None = None  # keep the global top fraction
+    decode: str = "auto"              # cpu (Pillow, exact) | gpu (nvjpeg, CPU fallback) | auto
+    decode_threads: int = 0           # Pillow decode threads per model process (CPU path)
+    chunk_size: int = 0               # fixed model batch (0: 8 on CPU, 256 on CUDA), see scorer.py
+    quantile: str = "exact"           # top_fraction cut: exact | approximate
+    num_quantiles: int = 10001        # resolution of the approximate quantile sketch
+    embeddings_dir: str | None = None  # write L2-normalised embeddings as Parquet shards here
+    embedding_shards: int = 16
+
+    def __post_init__(self):
+        if self.threshold is not None and self.top_fraction is not None:
+            raise ValueError(f"scoring: set threshold ({self.threshold}) or top_fraction "
+                             f"({self.top_fraction}), not both")
+        if self.top_fraction is not None and not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"scoring.top_fraction={self.top_fraction}: must be in (0, 1]")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"scoring.precision={self.precision!r}: choose fp32, bf16 or fp16")
+        if self.decode not in ("cpu", "gpu", "auto"):
+            raise ValueError(f"scoring.decode={self.decode!r}: choose cpu, gpu or auto")
+        if self.quantile not in ("exact", "approximate"):
+            raise ValueError(f"scoring.quantile={self.quantile!r}: choose exact or approximate")
+        if not 1 <= self.min_batch_size <= self.max_batch_size:
+            raise ValueError(f"scoring: need 1 <= min_batch_size ({self.min_batch_size}) "
+                             f"<= max_batch_size ({self.max_batch_size})")
+        if self.num_quantiles < 3 or self.embedding_shards < 1:
+            raise ValueError(f"scoring: num_quantiles ({self.num_quantiles}) must be >= 3 and "
+                             f"embedding_shards ({self.embedding_shards}) >= 1")

@@ -225,6 +225,21 @@ def _create(model: str, weights: str | None, tag_cfg: dict[str, Any], seed: int,
     return net, preprocess
 
 
+def describe_model(model: str, pretrained: str | None = None, checkpoint: str | None = None,
+                   random_init: bool = False, seed: int = 0) -> dict[str, Any]:
+    """The identity of a model as configured, without building it (for the manifest):
+    name, tag, checkpoint path and file sha256, random_init and seed, open_clip version."""
+    return {
+        "model": model,
+        "pretrained": None if checkpoint else pretrained,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+        "random_init": bool(random_init and not (checkpoint or pretrained)),
+        "seed": seed,
+        "open_clip_version": open_clip.__version__,
+    }
+
+
 def load_clip(model: str, pretrained: str | None = None, checkpoint: str | None = None,
               random_init: bool = False, device: str = "cpu", seed: int = 0) -> LoadedClip:
     """Build an open_clip model for inference (see module docstring for the weight sources).
@@ -254,15 +269,7 @@ def load_clip(model: str, pretrained: str | None = None, checkpoint: str | None 
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     dev = resolve_device(device)
     net = net.to(dev).eval()
-    identity = {
-        "model": model,
-        "pretrained": None if ck else pretrained,
-        "checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
-        "random_init": bool(random_init and not (ck or pretrained)),
-        "seed": seed,
-        "weights_sha256": state_dict_sha256(net.state_dict()),
-        "open_clip_version": open_clip.__version__,
-    }
+    identity = dict(describe_model(model, pretrained, checkpoint, random_init, seed),
+                    weights_sha256=state_dict_sha256(net.state_dict()))
     tokenizer = open_clip.get_tokenizer(model)
     return LoadedClip(model=net, preprocess=preprocess, tokenizer=tokenizer, identity=identity)

@@ -1,0 +1,170 @@
+"""The scoring core: image bytes + captions -> clip_score, without Beam.
+
+``clip_score`` is the cosine similarity of the L2-normalised image and text embeddings
+(DataComp's convention: no 100x scale, no clamp at 0).  :class:`ClipScorer` holds one
+loaded model and scores batches; Beam's handler (:mod:`.handler`) and the benchmark call
+it.  On CUDA the forward runs under bf16/fp16 autocast when asked; on the CPU always fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clipcurate.scoring.images import GpuPreprocess, decode_cpu, preprocess_spec
+from clipcurate.scoring.model import LoadedClip
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DECODERS = ("cpu", "gpu", "auto")
+
+
+@dataclass
+class BatchScores:
+    """Per-input results, aligned with the inputs: ``scores`` (float64, NaN where ``errors[i]``
+    is set), ``truncated`` (caption longer than the context), and, when asked, float32
+    ``image_emb`` / ``text_emb`` rows (zeros where the image failed)."""
+    scores: np.ndarray
+    errors: list[str | None]
+    truncated: list[bool]
+    image_emb: np.ndarray | None = None
+    text_emb: np.ndarray | None = None
+
+
+def token_lengths(tokenizer, captions: Sequence[str]) -> list[int] | None:
+    """Untruncated token counts (with start/end tokens) for open_clip's SimpleTokenizer;
+    None for tokenizers that do not expose ``encode`` (HF tokenizers)."""
+    encode = getattr(tokenizer, "encode", None)
+    if encode is None or not hasattr(tokenizer, "sot_token_id"):
+        return None
+    clean = getattr(tokenizer, "clean_fn", None)
+    return [len(encode(clean(c) if clean else c)) + 2 for c in captions]
+
+
+def tokenize(tokenizer, captions: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
+    """Tokenise as the model's own tokenizer does (truncating to its context length);
+    also return which captions were truncated."""
+    tokens = tokenizer(list(captions))
+    lengths = token_lengths(tokenizer, captions)
+    ctx = tokens.shape[-1]
+    truncated = [n > ctx for n in lengths] if lengths is not None else [False] * len(captions)
+    return tokens, truncated
+
+
+@dataclass
+class ClipScorer:
+    """Score batches with one loaded model.
+
+    ``device``: a torch device string ('cpu', 'cuda'); ``precision``: fp32 | bf16 | fp16
+    (autocast, CUDA only; the CPU always computes in fp32); ``decode``: 'cpu' (Pillow +
+    the model's preprocess, exact), 'gpu' (nvjpeg on the device, CPU fallback) or 'auto'
+    (gpu when the device is CUDA and the transform is a plain resize/crop/normalise);
+    ``decode_threads``: Pillow decode threads for the CPU path (0: in the calling thread);
+    ``chunk_size``: the model always runs on chunks of exactly this many rows (the last one
+    padded), which makes every score bit-identical whatever the batch it arrived in
+    (0: 8 on the CPU, 256 on CUDA).
+    """
+    loaded: LoadedClip
+    device: str = "cpu"
+    precision: str = "fp32"
+    decode: str = "cpu"
+    decode_threads: int = 0
+    chunk_size: int = 0
+    _gpu: GpuPreprocess | None = field(default=None, init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose {', '.join(PRECISIONS)}")
+        if self.decode not in DECODERS:
+            raise ValueError(f"decode={self.decode!r}: choose {', '.join(DECODERS)}")
+        on_cuda = torch.device(self.device).type == "cuda"
+        if self.chunk_size <= 0:
+            self.chunk_size = 256 if on_cuda else 8
+        if self.decode in ("gpu", "auto") and on_cuda:
+            spec = preprocess_spec(self.loaded.preprocess)
+            if spec is not None:
+                self._gpu = GpuPreprocess(spec, self.loaded.preprocess, self.device)
+            else:
+                log.warning("clipcurate scoring: the model's transform is not resize/crop/normalise; "
+                            "decoding on the CPU")
+        elif self.decode == "gpu":
+            log.warning("clipcurate scoring: decode='gpu' needs a CUDA device; decoding on the CPU")
+        if self.decode_threads > 0:
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="clip-decode")
+
+    # -- steps -------------------------------------------------------------------------
+    def pixels(self, images: Sequence[bytes | None]) -> tuple[torch.Tensor, list[int], dict[int, str]]:
+        """Decode + preprocess; returns (pixels on device, ok indices, {index: error})."""
+        if self._gpu is not None:
+            return self._gpu(images)
+        pre = self.loaded.preprocess
+        results = (list(self._pool.map(lambda b: decode_cpu(b, pre), images)) if self._pool
+                   else [decode_cpu(b, pre) for b in images])
+        ok = [i for i, (t, _) in enumerate(results) if t is not None]
+        errors = {i: e for i, (_, e) in enumerate(results) if e is not None}
+        if not ok:
+            return torch.empty(0), ok, errors
+        batch = torch.stack([results[i][0] for i in ok])
+        if self.device != "cpu":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        return batch, ok, errors
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None or torch.device(self.device).type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=dtype)
+
+    @torch.inference_mode()
+    def embed(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised float32 image and text embeddings for aligned rows."""
+        model = self.loaded.model
+        with self._autocast():
+            img = model.encode_image(pixels)
+            txt = model.encode_text(tokens.to(self.device, non_blocking=True))
+        return F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
+
+    def embed_chunked(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`embed` over fixed-size chunks (last one padded with copies of row 0), so a
+        row's result does not depend on how many rows, or which, share its batch."""
+        c, n = self.chunk_size, pixels.shape[0]
+        imgs, txts = [], []
+        for start in range(0, n, c):
+            p, t = pixels[start:start + c], tokens[start:start + c]
+            pad = c - p.shape[0]
+            if pad:
+                p = torch.cat([p, p[:1].expand(pad, *p.shape[1:])])
+                t = torch.cat([t, t[:1].expand(pad, *t.shape[1:])])
+            i, x = self.embed(p, t)
+            imgs.append(i[:c - pad])
+            txts.append(x[:c - pad])
+        return torch.cat(imgs), torch.cat(txts)
+
+    # -- the whole thing ---------------------------------------------------------------
+    def score(self, images: Sequence[bytes | None], captions: Sequence[str],
+              with_embeddings: bool = False) -> BatchScores:
+        """clip_score for each (image bytes, caption) pair; failures get NaN and an error."""
+        if len(images) != len(captions):
+            raise ValueError(f"{len(images)} images but {len(captions)} captions")
+        n = len(images)
+        tokens, truncated = tokenize(self.loaded.tokenizer, [c or "" for c in captions])
+        pixels, ok, errors = self.pixels(images)
+        scores = np.full(n, np.nan, dtype=np.float64)
+        img_out = txt_out = None
+        if ok:
+            img, txt = self.embed_chunked(pixels, tokens[ok])
+            scores[ok] = (img * txt).sum(-1).double().cpu().numpy()
+            if with_embeddings:
+                img_out = np.zeros((n, img.shape[1]), np.float32)
+                txt_out = np.zeros((n, txt.shape[1]), np.float32)
+                img_out[ok], txt_out[ok] = img.cpu().numpy(), txt.cpu().numpy()
+        return BatchScores(scores=scores, errors=[errors.get(i) for i in range(n)], truncated=truncated,
+                           image_emb=img_out, text_emb=txt_out)

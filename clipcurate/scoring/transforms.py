@@ -1,0 +1,221 @@
+"""Beam wiring for scoring: :class:`Score`, :class:`ScoreFilter`, :class:`WriteEmbeddings`.
+
+``Score`` runs :class:`~clipcurate.scoring.handler.OpenClipModelHandler` through
+``RunInference`` and counts stage ``score`` (undecodable images -> ``score_error``).
+``ScoreFilter`` applies a threshold or a global top fraction (stage ``score_filter``,
+status ``low_score``) and reports the cut it chose as stats ``score_cut``.
+"""
+from __future__ import annotations
+
+import array
+import os
+import tempfile
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.ml.inference.base import RunInference
+
+from clipcurate.pipelines.stage import COUNTS, REJECTS, CountingDoFn, apply_stage
+from clipcurate.schemas.uid import shard_of
+from clipcurate.scoring import cut as cutlib
+from clipcurate.scoring.config import ScoringConfig
+from clipcurate.scoring.handler import OpenClipModelHandler
+from clipcurate.scoring.model import describe_model
+
+EMBEDDINGS = "embeddings"
+
+
+# -- Score ----------------------------------------------------------------------------------
+
+class _SplitEmbeddings(beam.DoFn):
+    """PredictionResult -> itself without embeddings; (uid, image_emb, text_emb) on a side output."""
+
+    def process(self, pred):
+        inf = pred.inference
+        if inf.get("image_emb") is not None:
+            yield beam.pvalue.TaggedOutput(EMBEDDINGS, (pred.example["uid"], inf["image_emb"], inf["text_emb"]))
+        yield pred._replace(inference={k: v for k, v in inf.items() if not k.endswith("_emb")})
+
+
+class _ScoreDecide(CountingDoFn):
+    """PredictionResult -> ("ok", record + clip_score) or ("score_error", record + error)."""
+
+    def __init__(self, keep_rejects: bool):
+        super().__init__("score", keep_rejects)
+
+    def decide(self, pred):
+        record, inf = pred.example, pred.inference
+        if inf["error"] is not None:
+            return "score_error", dict(record, error=inf["error"])
+        return "ok", dict(record, clip_score=inf["clip_score"])
+
+
+def _model_stats(driver_identity: dict[str, Any]):
+    """Combine worker model ids (weights sha256) into the one ``scoring_model`` stat."""
+    def finish(shas):
+        shas = sorted(set(shas))
+        if len(shas) > 1:
+            raise RuntimeError(f"scoring workers loaded different weights for {driver_identity['model']}: "
+                               f"{shas}; a random_init model must be built with the same seed everywhere")
+        return "scoring_model", dict(driver_identity, weights_sha256=shas[0] if shas else None)
+    return finish
+
+
+def _truncated_stat(n):
+    return "score_captions_truncated", int(n)
+
+
+class Score(beam.PTransform):
+    """Records (uid, caption, image bytes, ...) -> records with ``clip_score`` (stage ``score``).
+
+    Returns {"kept", "counts", "rejects", "stats"}; stats are ``scoring_model`` (model name,
+    tag, checkpoint and its sha256, weights sha256 seen by the workers) and
+    ``score_captions_truncated`` (captions longer than the model's context, truncated as
+    its tokenizer does).  With ``cfg.embeddings_dir`` set, L2-normalised embeddings are also
+    written there as Parquet shards (:class:`WriteEmbeddings`).
+    """
+
+    def __init__(self, cfg: ScoringConfig, seed: int = 0, keep_rejects: bool = False):
+        super().__init__()
+        self.cfg, self.seed, self.keep_rejects = cfg, seed, keep_rejects
+        self.identity = describe_model(cfg.model, cfg.pretrained, cfg.checkpoint, cfg.random_init, seed)
+
+    def expand(self, pcoll):
+        cfg = self.cfg
+        handler = OpenClipModelHandler(cfg, self.seed, with_embeddings=cfg.embeddings_dir is not None)
+        preds = pcoll | "RunInference" >> RunInference(handler)
+        split = preds | "SplitEmbeddings" >> beam.ParDo(_SplitEmbeddings()).with_outputs(EMBEDDINGS, main="preds")
+        out = apply_stage(split.preds, "Decide", _ScoreDecide(self.keep_rejects))
+        model = (split.preds | "ModelId" >> beam.Map(lambda p: p.model_id)
+                 | "Distinct" >> beam.Distinct()
+                 | "ModelIds" >> beam.combiners.ToList())
+        model_stat = model | "ModelStat" >> beam.Map(_model_stats(self.identity))
+        truncated = (split.preds | "Truncated" >> beam.Map(lambda p: int(p.inference["truncated"]))
+                     | "SumTruncated" >> beam.CombineGlobally(sum) | "TruncStat" >> beam.Map(_truncated_stat))
+        out["stats"] = (model_stat, truncated) | "Stats" >> beam.Flatten()
+        if cfg.embeddings_dir is not None:
+            _ = split[EMBEDDINGS] | "WriteEmbeddings" >> WriteEmbeddings(cfg.embeddings_dir, cfg.embedding_shards)
+        return out
+
+
+# -- ScoreFilter ----------------------------------------------------------------------------
+
+class _ScoreArray(beam.CombineFn):
+    """All scores as a compact float64 array; output sorted descending."""
+
+    def create_accumulator(self):
+        return array.array("d")
+
+    def add_input(self, acc, score):
+        acc.append(score)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = array.array("d")
+        for a in accs:
+            out.extend(a)
+        return out
+
+    def extract_output(self, acc):
+        return np.sort(np.frombuffer(acc, dtype=np.float64) if len(acc) else np.zeros(0))[::-1]
+
+
+class _FilterDecide(CountingDoFn):
+    """Keep a record iff the cut (a side input) keeps its (clip_score, uid)."""
+
+    def __init__(self, keep_rejects: bool):
+        super().__init__("score_filter", keep_rejects)
+        self._cut: dict[str, Any] = {"mode": "none"}
+
+    def process(self, record, cut):
+        self._cut = cut
+        yield from super().process(record)
+
+    def decide(self, record):
+        return ("ok" if cutlib.keeps(record["clip_score"], record["uid"], self._cut) else "low_score"), record
+
+
+def _tied_uids(record, pre):
+    if pre["k"] and record["clip_score"] == pre["value"]:
+        yield record["uid"]
+
+
+class ScoreFilter(beam.PTransform):
+    """Scored records -> those the cut keeps (stage ``score_filter``, dropped ``low_score``).
+
+    ``cfg.threshold``: keep clip_score >= threshold.  ``cfg.top_fraction``: keep the global
+    top fraction, exactly (two global combines: all scores as float64, then the uids tied
+    at the cut) or, with ``cfg.quantile = "approximate"``, by ``ApproximateQuantiles``.
+    Neither: pass-through with counts.  Stats: ``score_cut`` (see :mod:`.cut`).
+    """
+
+    def __init__(self, cfg: ScoringConfig, keep_rejects: bool = False):
+        super().__init__()
+        self.cfg, self.keep_rejects = cfg, keep_rejects
+
+    def _cut(self, pcoll):
+        cfg = self.cfg
+        p = pcoll.pipeline
+        if cfg.top_fraction is None:
+            fixed = ({"mode": "threshold", "value": float(cfg.threshold)} if cfg.threshold is not None
+                     else {"mode": "none"})
+            return p | "Cut" >> beam.Create([fixed])
+        f = cfg.top_fraction
+        scores = pcoll | "Scores" >> beam.Map(lambda r: r["clip_score"])
+        if cfg.quantile == "approximate":
+            return (scores | "Quantiles" >> beam.ApproximateQuantiles.Globally(cfg.num_quantiles)
+                    | "Cut" >> beam.Map(cutlib.approximate_cut, f))
+        pre = (scores | "AllScores" >> beam.CombineGlobally(_ScoreArray())
+               | "PreCut" >> beam.Map(cutlib.exact_cut_from_sorted, f))
+        tied = (pcoll | "Tied" >> beam.FlatMap(_tied_uids, beam.pvalue.AsSingleton(pre))
+                | "TiedList" >> beam.combiners.ToList())
+        return tied | "Cut" >> beam.Map(lambda uids, pre: cutlib.finish_exact_cut(pre, uids),
+                                        beam.pvalue.AsSingleton(pre))
+
+    def expand(self, pcoll):
+        cut = self._cut(pcoll)
+        out = (pcoll | "Decide" >> beam.ParDo(_FilterDecide(self.keep_rejects), beam.pvalue.AsSingleton(cut))
+               .with_outputs(COUNTS, REJECTS, main="kept"))
+        stats = cut | "Stat" >> beam.Map(lambda c: ("score_cut", {k: v for k, v in c.items() if k != "above"}))
+        return {"kept": out.kept, "counts": out[COUNTS], "rejects": out[REJECTS], "stats": stats}
+
+
+# -- embeddings -----------------------------------------------------------------------------
+
+class WriteEmbeddings(beam.PTransform):
+    """(uid, image_emb, text_emb) -> ``{dir}/{shard:05d}.parquet`` with columns uid,
+    image_embedding, text_embedding (fixed-size float32 lists), rows sorted by uid,
+    shard = shard_of(uid, num_shards); each file written to a temp name then renamed."""
+
+    def __init__(self, directory: str, num_shards: int):
+        super().__init__()
+        self.directory, self.num_shards = directory, num_shards
+
+    def expand(self, pcoll):
+        n, d = self.num_shards, self.directory
+        return (pcoll | "Key" >> beam.Map(lambda e: (shard_of(e[0], n), e))
+                | "Group" >> beam.GroupByKey()
+                | "Write" >> beam.MapTuple(lambda shard, rows: write_embedding_shard(d, shard, list(rows))))
+
+
+def write_embedding_shard(directory: str, shard: int, rows: list) -> str:
+    """Write one embeddings shard (see :class:`WriteEmbeddings`); return its path."""
+    rows = sorted(rows, key=lambda r: r[0])
+    dim_i, dim_t = len(rows[0][1]), len(rows[0][2])
+    img = np.asarray([r[1] for r in rows], dtype=np.float32).reshape(-1)
+    txt = np.asarray([r[2] for r in rows], dtype=np.float32).reshape(-1)
+    table = pa.table({
+        "uid": pa.array([r[0] for r in rows], pa.string()),
+        "image_embedding": pa.FixedSizeListArray.from_arrays(pa.array(img), dim_i),
+        "text_embedding": pa.FixedSizeListArray.from_arrays(pa.array(txt), dim_t),
+    })
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{shard:05d}.parquet")
+    fd, tmp = tempfile.mkstemp(prefix=f".{shard:05d}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
