@@ -13,82 +13,18 @@ Fixtures for any test file: ``hostile_web`` (session-scoped :class:`HostileWeb` 
 127.0.0.1, random port, serving ../shared/data/open-images-cc-test-images),
 ``loopback_download_config`` (factory of a DownloadConfig that may reach it) and
 ``network_guard`` (the recorded attempts, for tests that probe the guard itself).
+The guard lives in :mod:`clipcurate.testing.netguard`.
 """
 from __future__ import annotations
 
-import ipaddress
-import socket
 from pathlib import Path
 
 import pytest
 
+from clipcurate.testing.netguard import GUARD
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGES = DATA / "open-images-cc-test-images"
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
-
-
-class NetworkGuardError(ConnectionRefusedError):
-    """A test tried to reach a non-loopback address (or resolve a non-local name)."""
-
-
-class _Guard:
-    def __init__(self):
-        self.violations: list[str] = []
-        self.installed = False
-
-    def check_host(self, host, what: str) -> None:
-        if _is_loopback(host):
-            return
-        self.violations.append(f"{what} {host!r}")
-        raise NetworkGuardError(f"network guard: {what} {host!r} refused (tests may only reach loopback)")
-
-    def install(self) -> None:
-        if self.installed:
-            return
-        orig_connect, orig_connect_ex = socket.socket.connect, socket.socket.connect_ex
-        orig_create, orig_gai = socket.create_connection, socket.getaddrinfo
-        guard = self
-
-        def connect(sock, address):
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                guard.check_host(address[0], "connect to")
-            return orig_connect(sock, address)
-
-        def connect_ex(sock, address):
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                guard.check_host(address[0], "connect to")
-            return orig_connect_ex(sock, address)
-
-        def create_connection(address, *args, **kwargs):
-            guard.check_host(address[0], "connect to")
-            return orig_create(address, *args, **kwargs)
-
-        def getaddrinfo(host, *args, **kwargs):
-            if host is not None:
-                name = host.decode() if isinstance(host, bytes) else str(host)
-                if name.lower() not in _LOCAL_NAMES:
-                    guard.check_host(name, "resolve")
-            return orig_gai(host, *args, **kwargs)
-
-        socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
-        socket.create_connection, socket.getaddrinfo = create_connection, getaddrinfo
-        self.installed = True
-
-
-def _is_loopback(host) -> bool:
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    host = str(host).strip("[]").split("%", 1)[0]
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host.lower() in _LOCAL_NAMES
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
-GUARD = _Guard()
 
 
 def pytest_configure(config):
