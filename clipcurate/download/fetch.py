@@ -252,6 +252,8 @@ class Fetcher:
         finally:
             elapsed = self.clock() - start
             self.max_request_seconds = max(self.max_request_seconds, elapsed)
+            if elapsed > self.cfg.timeout + 0.25:  # should never happen: the deadline is total
+                self.stats["over_deadline"] += 1
         res.body = None
         return res, None
 

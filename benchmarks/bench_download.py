@@ -1,0 +1,165 @@
+"""Download stage benchmark on the hostile loopback web (no traffic leaves 127.0.0.1).
+
+Part 1 -- safety: N hostile URLs (hang, drip, 404/500/429, loops, private redirects, bombs,
+huge/endless bodies, robots, noai, bad URLs ...) mixed with good ones, through the Beam
+``Download`` stage: requests past their deadline, wall time, crashes, statuses, peak RSS,
+connection attempts outside loopback (the network guard is installed in this process).
+
+Part 2 -- throughput: the same real photos (../shared/data/open-images-cc-test-images)
+behind 50 ms injected latency per request; our ``Download`` stage vs img2dataset's own
+``download()`` run as a library on the same URL list, same resize settings
+(keep_ratio, 256, jpg q95).  Prints img/s and the ratio.
+
+    python benchmarks/bench_download.py [--hostile 1200 --good 800 --n 2000 --latency-ms 50]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from clipcurate.download import Download
+from clipcurate.download.config import DownloadConfig
+from clipcurate.schemas.uid import make_uid
+from clipcurate.testing import HostileWeb, start_subprocess
+from clipcurate.testing.collect import SINK, keep
+from clipcurate.testing.netguard import GUARD
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT.parent / "shared" / "data" / "open-images-cc-test-images"
+HOSTILE = ["/hang", "/drip", "/status/404", "/status/500", "/status/429?retry_after=1", "/status/503",
+           "/loop/a", "/chain/9", "/redirect?to=http://10.0.0.1/x", "/redirect?to=http://[fd00::1]/x",
+           "/redirect?to=http://169.254.169.254/", "/truncated.jpg", "/random.jpg", "/html.jpg", "/bomb.png",
+           "/gzip-bomb", "/huge-length", "/endless", "/noai/IMG", "/private/IMG", "/gen/tiny.png",
+           "/gen/wide.png"]
+BAD_INPUT = ["file:///etc/passwd", "ftp://example.org/a.jpg", "data:image/png;base64,AAAA", "not a url",
+             "http://" + "x" * 5000 + ".com/a.jpg", "http://[::1/x"]
+HOSTS = ("good.test", "img.test", "cdn.test", "slow.test")
+
+def run_stage(records, cfg):
+    """Run Download on FnApiRunner in process; returns (kept, rejects, counts, stats)."""
+    SINK.clear()
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        out = p | beam.Create(records, reshuffle=False) | Download(cfg, keep_rejects=True)
+        for k in ("kept", "rejects", "counts", "stats"):
+            out[k] | f"Collect{k}" >> beam.combiners.ToList() | f"Keep{k}" >> beam.Map(keep, k)
+    return SINK["kept"], SINK["rejects"], SINK["counts"], dict(SINK["stats"]).get("download", {})
+
+
+def rec(url, i):
+    return {"uid": make_uid(url, f"c{i}"), "url": url, "caption": f"c{i}"}
+
+
+def hostile_part(args) -> dict:
+    proc, port = start_subprocess([IMAGES])
+    try:
+        names = sorted(p.name for p in IMAGES.glob("*.jpg"))
+        urls = []
+        for i in range(args.hostile):
+            path = HOSTILE[i % len(HOSTILE)].replace("IMG", names[i % len(names)])
+            urls.append(f"http://{HOSTS[i % 4]}:{port}{path}{'&' if '?' in path else '?'}h={i}")
+        urls += [BAD_INPUT[i % len(BAD_INPUT)] + ("" if i < len(BAD_INPUT) else f"#{i}") for i in range(60)]
+        urls += [f"http://{HOSTS[i % 4]}:{port}/img/{names[i % len(names)]}?g={i}" for i in range(args.good)]
+        records = [rec(u, i) for i, u in enumerate(urls)]
+        cfg = DownloadConfig(allow_loopback=True, host_overrides=HostileWeb.host_overrides(), timeout=2.0,
+                             retries=1, max_retry_after=2, max_bytes=10_000_000, concurrency=256,
+                             per_host_concurrency=64, batch_size=512, min_image_size=200, max_aspect_ratio=3)
+        t = time.monotonic()
+        crashed = None
+        try:
+            kept, rejects, counts, stats = run_stage(records, cfg)
+        except Exception as e:  # noqa: BLE001 - a crash is a result here
+            crashed, kept, rejects, counts, stats = repr(e), [], [], [], {}
+        wall = time.monotonic() - t
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    statuses = collections.Counter(r["status"] for r in kept + rejects)
+    with_status = sum(1 for r in kept + rejects if r.get("status"))
+    return {"urls": len(records), "hostile": args.hostile + 60, "good": args.good, "wall_s": round(wall, 2),
+            "deadline_s": cfg.timeout, "attempts": cfg.retries + 1, "crash": crashed,
+            "requests": stats.get("requests"), "over_deadline": stats.get("over_deadline", 0),
+            "max_request_s": stats.get("max_request_seconds"), "retries": stats.get("retries"),
+            "with_status_pct": round(100 * with_status / len(records), 2), "kept": len(kept),
+            "statuses": dict(statuses.most_common()),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "non_loopback_attempts": len(GUARD.violations)}
+
+
+def throughput_part(args) -> dict:
+    proc, port = start_subprocess([IMAGES], latency_ms=args.latency_ms)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dl-"))
+    try:
+        names = sorted(p.name for p in IMAGES.glob("*.jpg"))
+        urls = [f"http://127.0.0.1:{port}/img/{names[i % len(names)]}?i={i}" for i in range(args.n)]
+        (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
+        ours = []
+        for conc in args.concurrency:
+            cfg = DownloadConfig(allow_loopback=True, timeout=10, retries=0, concurrency=conc,
+                                 per_host_concurrency=conc, batch_size=max(256, 2 * conc), image_size=256,
+                                 resize_mode="keep_ratio", encode_format="jpg", encode_quality=95)
+            t = time.monotonic()
+            kept, _, _, _ = run_stage([rec(u, i) for i, u in enumerate(urls)], cfg)
+            wall = time.monotonic() - t
+            ours.append({"concurrency": conc, "ok": len(kept), "wall_s": round(wall, 2),
+                         "img_per_s": round(len(kept) / wall, 1)})
+        base = []
+        for procs, threads in args.img2dataset:
+            base.append(run_img2dataset(tmp, procs, threads, args.n))
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    best_ours = max(ours, key=lambda r: r["img_per_s"])
+    best_base = max(base, key=lambda r: r["img_per_s"])
+    return {"n": args.n, "latency_ms": args.latency_ms, "cores": os.cpu_count(), "ours": ours, "img2dataset": base,
+            "ratio_best_vs_best": round(best_ours["img_per_s"] / best_base["img_per_s"], 2)}
+
+
+def run_img2dataset(tmp: Path, procs: int, threads: int, n: int) -> dict:
+    from img2dataset import download
+
+    out = tmp / f"i2d-{procs}-{threads}"
+    t = time.monotonic()
+    download(url_list=str(tmp / "urls.txt"), input_format="txt", output_folder=str(out), output_format="files",
+             image_size=256, resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
+             processes_count=procs, thread_count=threads, number_sample_per_shard=max(1, n // (2 * procs)),
+             timeout=10, retries=0, enable_wandb=False, compute_hash="sha256", distributor="multiprocessing")
+    wall = time.monotonic() - t
+    ok = sum(json.loads(p.read_text())["successes"] for p in out.glob("*_stats.json"))
+    return {"processes": procs, "threads": threads, "ok": ok, "wall_s": round(wall, 2),
+            "img_per_s": round(ok / wall, 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hostile", type=int, default=1200)
+    ap.add_argument("--good", type=int, default=800)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--latency-ms", type=float, default=50)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[64])
+    ap.add_argument("--img2dataset", type=lambda s: tuple(map(int, s.split("x"))), nargs="+",
+                    default=[(1, 64), (2, 32)], help="processes x threads, e.g. 1x64 2x32")
+    ap.add_argument("--skip-hostile", action="store_true")
+    args = ap.parse_args()
+    GUARD.install()
+    report = {}
+    if not args.skip_hostile:
+        report["hostile"] = hostile_part(args)
+        print(json.dumps(report["hostile"], indent=1), flush=True)
+    report["throughput"] = throughput_part(args)
+    print(json.dumps(report["throughput"], indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
