@@ -14,7 +14,7 @@ class DedupeConfig:
     Defaults (see docs/dedupe.md for why): captions are compared as sets of character
     4-grams of the normalised text (NFKC, lower case, punctuation removed, whitespace
     collapsed) with 128 MinHash permutations and a Jaccard threshold of 0.5; images by
-    64-bit pHash with Hamming distance <= 4; a pair is a near-duplicate in mode ``both``
+    64-bit pHash with Hamming distance <= 6; a pair is a near-duplicate in mode ``both``
     when image and caption both match.
     """
     url: bool = True                # exact normalized URL
@@ -32,15 +32,15 @@ class DedupeConfig:
     lsh_bands: int = 0              # 0: chosen from the threshold as datasketch's MinHashLSH does
     lsh_rows: int = 0
     # image pHash
-    phash_distance: int = 4         # Hamming distance <= this is a near-duplicate
-    phash_bands: int = 0            # 0: phash_distance + 1 (exact pigeonhole banding)
+    phash_distance: int = 6         # Hamming distance <= this is a near-duplicate
+    phash_bands: int = 0            # 0: min(phash_distance + 1, 4) bands (pigeonhole + radius)
     # candidate buckets and components
     bucket_all_pairs: int = 200     # a bucket up to this size is compared all-pairs; beyond: a window
     bucket_window: int = 50         # ... each member against the next this many (sorted)
     cc_rounds: int = 12             # large-star/small-star rounds (a 30,000-node random path needs 12)
     # decontamination
     eval_sets: list[str] = field(default_factory=list)  # image folders, globs or webdataset tars
-    eval_phash_distance: int = 4
+    eval_phash_distance: int = 6
     eval_embedding_threshold: float = 0.0  # > 0 and an embedding model: also drop by cosine >= this
     eval_embedding_model: str = ""   # open_clip architecture name ("" = off)
     eval_embedding_pretrained: str = ""  # local checkpoint path for that model

@@ -9,7 +9,9 @@ distance) before they count as near-duplicates.
   false-negative weights).  Key = band number + 8-byte blake2b of the band's values.
 * pHash: the 64 bits are cut into ``m`` bands; a pair within Hamming distance ``k`` agrees
   on at least one band within distance ``k // m`` (pigeonhole), so every key within that
-  radius of each band value is emitted.  Default ``m = k + 1`` (radius 0: one key per band).
+  radius of each band value is emitted.  Default ``m = min(k + 1, 4)``: radius 0 (one key
+  per band) up to k = 3, and 16-bit bands with radius k // 4 beyond (k = 6: 4 x 17 keys),
+  so that buckets stay small at scale.
 """
 from __future__ import annotations
 
@@ -40,8 +42,7 @@ def minhash_band_keys(sig: np.ndarray, bands: int, rows: int) -> list[list[bytes
 
 def phash_bands(distance: int, bands: int = 0) -> list[tuple[int, int]]:
     """Bit ranges ``(start, width)`` of the pHash bands (64 bits split evenly)."""
-    m = bands or distance + 1
-    m = min(m, 64)
+    m = min(bands or min(distance + 1, 4), 64)
     base, extra = divmod(64, m)
     spans, start = [], 0
     for i in range(m):

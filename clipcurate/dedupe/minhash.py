@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import unicodedata
 from functools import lru_cache
 from typing import Iterable, Sequence
 
@@ -46,10 +47,20 @@ def normalize_captions(captions: Sequence[str | None] | pa.Array) -> pa.StringAr
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     arr = pc.fill_null(arr.cast(pa.string()), "")
-    arr = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+    arr = pc.utf8_lower(_nfkc(arr))
     arr = pc.replace_substring_regex(arr, _PUNCT, " ")
     arr = pc.replace_substring_regex(arr, r"\s+", " ")
     return pc.utf8_trim_whitespace(arr)
+
+
+def _nfkc(arr: pa.StringArray) -> pa.StringArray:
+    """NFKC with Python's unicodedata (pyarrow 25's utf8_normalize returns decomposed text);
+    ASCII strings are already NFKC and are left alone."""
+    ascii_mask = pc.string_is_ascii(arr)
+    if pc.all(ascii_mask).as_py() is not False:
+        return arr
+    return pa.array([s if a else unicodedata.normalize("NFKC", s)
+                     for s, a in zip(arr.to_pylist(), ascii_mask.to_pylist())], pa.string())
 
 
 def normalize_caption(caption: str | None) -> str:
