@@ -19,7 +19,7 @@ from clipcurate.balancing.entries import MetadataError, load_metadata
 from clipcurate.balancing.matching import Matcher, active_entries, match_reference, spacing
 from clipcurate.balancing.metadata import WORDNET_DIR, WORDNET_FILES, wordnet_lemmas
 from clipcurate.balancing.sampling import EntryCountFn, draw_keep, entry_probabilities, keep_probability
-from clipcurate.balancing.transform import ENTRY_COUNTS_FILE, MetaClipCurate, load_checked
+from clipcurate.balancing.transforms import ENTRY_COUNTS_FILE, MetaClipCurate, load_checked
 from clipcurate.schemas.uid import make_uid
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

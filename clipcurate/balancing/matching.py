@@ -63,7 +63,7 @@ class Matcher:
 
     ``match(caption)`` returns the sorted ids of the entries whose space-padded form
     occurs in ``spacing(caption)``.  Picklable (pyahocorasick pickles its trie), but in
-    Beam it is built per worker process from the metadata file (see ``transform.py``).
+    Beam it is built per worker process from the metadata file (see ``transforms.py``).
     """
 
     def __init__(self, entries: list[str]):
