@@ -141,8 +141,10 @@ class Fetcher:
         if self._session is not None:
             return
         self._global = asyncio.Semaphore(self.cfg.concurrency)
-        connector = aiohttp.TCPConnector(resolver=self.resolver, limit=self.cfg.concurrency,
-                                         limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+        # no connector-level limit: our semaphores bound concurrency, so no request can
+        # spend its deadline queued inside aiohttp
+        connector = aiohttp.TCPConnector(resolver=self.resolver, limit=0, limit_per_host=0,
+                                         ttl_dns_cache=60, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.cfg.timeout),
@@ -242,7 +244,7 @@ class Fetcher:
         start = self.clock()
         try:
             async with asyncio.timeout(self.cfg.timeout):
-                return await self._exchange(u, res, cap)
+                return await self._exchange(u, res, cap, start + self.cfg.timeout)
         except TimeoutError:
             res.status, res.error = "timeout", f"no complete response within {self.cfg.timeout}s"
         except PrivateAddressError as e:
@@ -257,7 +259,7 @@ class Fetcher:
         res.body = None
         return res, None
 
-    async def _exchange(self, u: URL, res: FetchResult, cap: int) -> tuple[FetchResult, str | None]:
+    async def _exchange(self, u: URL, res: FetchResult, cap: int, deadline: float) -> tuple[FetchResult, str | None]:
         async with self._session.get(u, allow_redirects=False) as resp:
             res.http_status = resp.status
             res.content_type = resp.headers.get("Content-Type")
@@ -276,7 +278,7 @@ class Fetcher:
                 res.status, res.error = "too_large", f"Content-Length {length} above cap {cap}"
                 return res, None
             try:
-                res.body = await self._read_body(resp, cap)
+                res.body = await self._read_body(resp, cap, deadline)
             except OverflowError:
                 res.status, res.error = "too_large", f"body above cap {cap} bytes (decoded)"
             except ValueError as e:
@@ -285,13 +287,15 @@ class Fetcher:
                 res.status, res.error = "decode_error", f"bad {resp.headers.get('Content-Encoding')} body: {e}"
             return res, None
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    async def _read_body(self, resp: aiohttp.ClientResponse, cap: int, deadline: float) -> bytes:
         decoder = _Decoder(resp.headers.get("Content-Encoding", ""), cap)
         parts = []
         while True:
             chunk = await resp.content.read(CHUNK)
             if not chunk:
                 break
+            if self.clock() > deadline:  # data keeps coming but the time is up
+                raise TimeoutError
             self.stats["bytes"] += len(chunk)
             parts.append(decoder.feed(chunk))
         return b"".join(parts)
