@@ -15,7 +15,7 @@ _EXPORTS = {
     "ModelUnavailableError": "model", "describe_model": "model",
     "ClipScorer": "scorer", "BatchScores": "scorer",
     "OpenClipModelHandler": "handler",
-    "Score": "transforms", "ScoreFilter": "transforms", "WriteEmbeddings": "transforms",
+    "Score": "transforms", "ScoreFilter": "filter", "WriteEmbeddings": "transforms",
 }
 
 

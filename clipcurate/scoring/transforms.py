@@ -1,4 +1,5 @@
-"""Beam wiring for scoring: :class:`Score`, :class:`ScoreFilter`, :class:`WriteEmbeddings`.
+"""Beam wiring for scoring: :class:`Score` and :class:`WriteEmbeddings` (:class:`ScoreFilter`
+lives in :mod:`.filter`, free of torch, and is re-exported here).
 
 ``Score`` runs :class:`~clipcurate.scoring.handler.OpenClipModelHandler` through
 ``RunInference`` and counts stage ``score`` (undecodable images -> ``score_error``).
@@ -7,7 +8,6 @@ status ``low_score``) and reports the cut it chose as stats ``score_cut``.
 """
 from __future__ import annotations
 
-import array
 import os
 import tempfile
 from typing import Any
@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
 
-from clipcurate.pipelines.stage import COUNTS, REJECTS, CountingDoFn, apply_stage
+from clipcurate.pipelines.stage import CountingDoFn, apply_stage
 from clipcurate.schemas.uid import shard_of
-from clipcurate.scoring import cut as cutlib
 from clipcurate.scoring.config import ScoringConfig
+from clipcurate.scoring.filter import ScoreFilter  # noqa: F401  (re-export)
 from clipcurate.scoring.handler import OpenClipModelHandler
 from clipcurate.scoring.model import describe_model
 
@@ -99,88 +99,6 @@ class Score(beam.PTransform):
         if cfg.embeddings_dir is not None:
             _ = split[EMBEDDINGS] | "WriteEmbeddings" >> WriteEmbeddings(cfg.embeddings_dir, cfg.embedding_shards)
         return out
-
-
-# -- ScoreFilter ----------------------------------------------------------------------------
-
-class _ScoreArray(beam.CombineFn):
-    """All scores as a compact float64 array; output sorted descending."""
-
-    def create_accumulator(self):
-        return array.array("d")
-
-    def add_input(self, acc, score):
-        acc.append(score)
-        return acc
-
-    def merge_accumulators(self, accs):
-        out = array.array("d")
-        for a in accs:
-            out.extend(a)
-        return out
-
-    def extract_output(self, acc):
-        return np.sort(np.frombuffer(acc, dtype=np.float64) if len(acc) else np.zeros(0))[::-1]
-
-
-class _FilterDecide(CountingDoFn):
-    """Keep a record iff the cut (a side input) keeps its (clip_score, uid)."""
-
-    def __init__(self, keep_rejects: bool):
-        super().__init__("score_filter", keep_rejects)
-        self._cut: dict[str, Any] = {"mode": "none"}
-
-    def process(self, record, cut):
-        self._cut = cut
-        yield from super().process(record)
-
-    def decide(self, record):
-        return ("ok" if cutlib.keeps(record["clip_score"], record["uid"], self._cut) else "low_score"), record
-
-
-def _tied_uids(record, pre):
-    if pre["k"] and record["clip_score"] == pre["value"]:
-        yield record["uid"]
-
-
-class ScoreFilter(beam.PTransform):
-    """Scored records -> those the cut keeps (stage ``score_filter``, dropped ``low_score``).
-
-    ``cfg.threshold``: keep clip_score >= threshold.  ``cfg.top_fraction``: keep the global
-    top fraction, exactly (two global combines: all scores as float64, then the uids tied
-    at the cut) or, with ``cfg.quantile = "approximate"``, by ``ApproximateQuantiles``.
-    Neither: pass-through with counts.  Stats: ``score_cut`` (see :mod:`.cut`).
-    """
-
-    def __init__(self, cfg: ScoringConfig, keep_rejects: bool = False):
-        super().__init__()
-        self.cfg, self.keep_rejects = cfg, keep_rejects
-
-    def _cut(self, pcoll):
-        cfg = self.cfg
-        p = pcoll.pipeline
-        if cfg.top_fraction is None:
-            fixed = ({"mode": "threshold", "value": float(cfg.threshold)} if cfg.threshold is not None
-                     else {"mode": "none"})
-            return p | "Cut" >> beam.Create([fixed])
-        f = cfg.top_fraction
-        scores = pcoll | "Scores" >> beam.Map(lambda r: r["clip_score"])
-        if cfg.quantile == "approximate":
-            return (scores | "Quantiles" >> beam.ApproximateQuantiles.Globally(cfg.num_quantiles)
-                    | "Cut" >> beam.Map(cutlib.approximate_cut, f))
-        pre = (scores | "AllScores" >> beam.CombineGlobally(_ScoreArray())
-               | "PreCut" >> beam.Map(cutlib.exact_cut_from_sorted, f))
-        tied = (pcoll | "Tied" >> beam.FlatMap(_tied_uids, beam.pvalue.AsSingleton(pre))
-                | "TiedList" >> beam.combiners.ToList())
-        return tied | "Cut" >> beam.Map(lambda uids, pre: cutlib.finish_exact_cut(pre, uids),
-                                        beam.pvalue.AsSingleton(pre))
-
-    def expand(self, pcoll):
-        cut = self._cut(pcoll)
-        out = (pcoll | "Decide" >> beam.ParDo(_FilterDecide(self.keep_rejects), beam.pvalue.AsSingleton(cut))
-               .with_outputs(COUNTS, REJECTS, main="kept"))
-        stats = cut | "Stat" >> beam.Map(lambda c: ("score_cut", {k: v for k, v in c.items() if k != "above"}))
-        return {"kept": out.kept, "counts": out[COUNTS], "rejects": out[REJECTS], "stats": stats}
 
 
 # -- embeddings -----------------------------------------------------------------------------
