@@ -160,9 +160,11 @@ def test_probabilities_and_draw_match_metaclip_formula():
 
 def test_entry_count_combiner_merges_sparse_accumulators():
     fn = EntryCountFn(6)
-    a = fn.add_input(fn.add_input(fn.create_accumulator(), [0, 2]), [2])
-    b = fn.add_input(fn.create_accumulator(), [5, 2])
+    a = fn.add_input(fn.add_input(fn.create_accumulator(), [0, 2]), {2: 1})
+    b = fn.add_input(fn.create_accumulator(), {5: 1, 2: 1})
     assert fn.extract_output(fn.merge_accumulators([a, b, fn.create_accumulator()])).tolist() == [1, 0, 3, 0, 0, 1]
+    with pytest.raises(ValueError, match="out of range"):
+        fn.extract_output({6: 1})
 
 
 # -- the Beam transform on real data ----------------------------------------------------------------

@@ -48,11 +48,19 @@ def draw_keep(seed: int, uid: str, matched: Iterable[int], probs: np.ndarray) ->
     return False
 
 
-class EntryCountFn(beam.CombineFn):
-    """Combine lists of matched entry ids into a dense ``int64`` count array of length ``num_entries``.
+def tally(acc: dict[int, int], matched: Iterable[int]) -> None:
+    """Add one match per entry id in ``matched`` to the sparse count dict ``acc``."""
+    for e in matched:
+        acc[e] = acc.get(e, 0) + 1
 
-    The accumulator is a sparse ``{entry_id: count}`` dict (cheap for small bundles);
-    only the final output is dense.
+
+class EntryCountFn(beam.CombineFn):
+    """Combine per-entry match counts into one dense ``int64`` array of length ``num_entries``.
+
+    Inputs are either sparse partial counts ``{entry_id: n}`` (what the match and balance
+    DoFns emit once per bundle, so no per-element Beam step is spent on counting) or
+    plain lists of matched entry ids.  The accumulator is a sparse dict; only the final
+    output is dense.
     """
 
     def __init__(self, num_entries: int):
@@ -63,23 +71,27 @@ class EntryCountFn(beam.CombineFn):
     def create_accumulator(self) -> dict[int, int]:
         return {}
 
-    def add_input(self, acc: dict[int, int], matched: list[int]) -> dict[int, int]:
-        for e in matched:
-            acc[e] = acc.get(e, 0) + 1
+    def add_input(self, acc: dict[int, int], counts) -> dict[int, int]:
+        if isinstance(counts, dict):
+            for e, n in counts.items():
+                acc[e] = acc.get(e, 0) + n
+        else:
+            tally(acc, counts)
         return acc
 
     def merge_accumulators(self, accs: Iterable[dict[int, int]]) -> dict[int, int]:
         accs = sorted(accs, key=len, reverse=True)
         out = accs[0] if accs else {}
         for acc in accs[1:]:
-            for e, n in acc.items():
-                out[e] = out.get(e, 0) + n
+            self.add_input(out, acc)
         return out
 
     def extract_output(self, acc: dict[int, int]) -> np.ndarray:
         counts = np.zeros(self.num_entries, dtype=np.int64)
         if acc:
             ids = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
+            if ids.min() < 0 or ids.max() >= self.num_entries:
+                raise ValueError(f"entry id out of range [0, {self.num_entries}): {int(ids.min())}..{int(ids.max())}")
             counts[ids] = np.fromiter(acc.values(), dtype=np.int64, count=len(acc))
         return counts
 

@@ -12,8 +12,9 @@ and returns ``{"kept", "counts", "rejects", "stats"}``:
   t, seed, head/tail summary); with ``stats_dir`` also
   ``{stats_dir}/metaclip_entry_counts.parquet`` (entry_id, entry, count_before, count_after).
 
-Cost: the Aho-Corasick automaton is built once per worker process (``Shared``), the
-global count array is one ``CombineGlobally`` (sparse per-bundle accumulators), and
+Cost: the Aho-Corasick automaton is built once per worker process (``Shared``); the
+match and balance DoFns sum matched entries per bundle into a sparse dict, merged by
+one ``CombineGlobally`` into a dense count array (no per-element counting step); and
 the per-entry keep probabilities reach the sampler as one singleton side input
 (a float64 numpy array, 8 bytes per entry).
 """
@@ -24,16 +25,19 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from clipcurate.balancing.config import BalanceConfig
 from clipcurate.balancing.entries import Metadata, MetadataError, load_metadata
 from clipcurate.balancing.matching import Matcher, active_entries
-from clipcurate.balancing.sampling import EntryCountFn, draw_keep, entry_probabilities, head_tail_summary
+from clipcurate.balancing.sampling import EntryCountFn, draw_keep, entry_probabilities, head_tail_summary, tally
 from clipcurate.pipelines.stage import COUNTS, REJECTS, CountingDoFn, count_elements
 
 ENTRY_COUNTS_FILE = "metaclip_entry_counts.parquet"
 STATS_NAME = "metaclip"
+ENTRY_COUNTS = "entry_counts"  # tagged output: one sparse {entry_id: n} per bundle
 
 
 def load_checked(path: str, sha256: str) -> Metadata:
@@ -51,7 +55,26 @@ class _SharedMatcher:
         self.matcher = Matcher(load_checked(path, sha256).entries)
 
 
-class _MatchDoFn(CountingDoFn):
+class _TallyingDoFn(CountingDoFn):
+    """CountingDoFn that also sums matched entry ids of kept records per bundle (``ENTRY_COUNTS`` output)."""
+
+    def start_bundle(self):
+        super().start_bundle()
+        self._tally: dict[int, int] = {}
+
+    def keep(self, record: dict[str, Any]):
+        tally(self._tally, record.get("matched") or ())
+        return "ok", record
+
+    def finish_bundle(self):
+        yield from super().finish_bundle()
+        if self._tally:
+            yield beam.pvalue.TaggedOutput(
+                ENTRY_COUNTS, WindowedValue(self._tally, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+        self._tally = {}
+
+
+class _MatchDoFn(_TallyingDoFn):
     """Set ``matched``; drop records without caption, and (if asked) records matching nothing."""
 
     def __init__(self, shared: Shared, path: str, sha256: str, drop_unmatched: bool, keep_rejects: bool):
@@ -71,10 +94,10 @@ class _MatchDoFn(CountingDoFn):
         rec = dict(record, matched=self._holder.matcher.match(caption))
         if not rec["matched"] and self._drop_unmatched:
             return "no_match", rec
-        return "ok", rec
+        return self.keep(rec)
 
 
-class _BalanceDoFn(CountingDoFn):
+class _BalanceDoFn(_TallyingDoFn):
     """Keep a record with MetaCLIP's seeded draw; the side input is the per-entry probability array."""
 
     def __init__(self, seed: int, keep_rejects: bool):
@@ -92,7 +115,7 @@ class _BalanceDoFn(CountingDoFn):
             return "malformed_row", record
         matched = record.get("matched") or []
         if not matched or draw_keep(self._seed, uid, matched, self._probs):
-            return "ok", record
+            return self.keep(record)
         return "balanced_out", record
 
 
@@ -124,13 +147,13 @@ class MetaClipCurate(beam.PTransform):
         if not self.active:
             return self._pass_through(pcoll)
         match = _MatchDoFn(self._shared, self.cfg.metadata, self.sha256, self.cfg.drop_unmatched, self.keep_rejects)
-        m = pcoll | "Match" >> beam.ParDo(match).with_outputs(COUNTS, REJECTS, main="kept")
-        before = m.kept | "CountBefore" >> _CountEntries(self.num_entries)
+        m = pcoll | "Match" >> beam.ParDo(match).with_outputs(COUNTS, REJECTS, ENTRY_COUNTS, main="kept")
+        before = m[ENTRY_COUNTS] | "CountBefore" >> beam.CombineGlobally(EntryCountFn(self.num_entries))
         probs = before | "Probabilities" >> beam.Map(entry_probabilities, self.cfg.t)
         b = (m.kept | "Balance" >> beam.ParDo(_BalanceDoFn(self.seed, self.keep_rejects),
                                                probs=beam.pvalue.AsSingleton(probs))
-             .with_outputs(COUNTS, REJECTS, main="kept"))
-        after = b.kept | "CountAfter" >> _CountEntries(self.num_entries)
+             .with_outputs(COUNTS, REJECTS, ENTRY_COUNTS, main="kept"))
+        after = b[ENTRY_COUNTS] | "CountAfter" >> beam.CombineGlobally(EntryCountFn(self.num_entries))
         stats = before | "Stats" >> beam.Map(
             _make_stats, after=beam.pvalue.AsSingleton(after), path=self.cfg.metadata, sha256=self.sha256,
             extra=dict(self.summary, seed=self.seed, drop_unmatched=self.cfg.drop_unmatched),
@@ -148,19 +171,6 @@ class MetaClipCurate(beam.PTransform):
                 "counts": counts | "FlattenCounts" >> beam.Flatten(),
                 "rejects": p | "NoRejects" >> beam.Create([]),
                 "stats": p | "Stats" >> beam.Create([(STATS_NAME, {"enabled": False, "metadata": self.cfg.metadata})])}
-
-class _CountEntries(beam.PTransform):
-    """Records with ``matched`` -> one dense int64 array of per-entry match counts."""
-
-    def __init__(self, num_entries: int):
-        super().__init__()
-        self.num_entries = num_entries
-
-    def expand(self, pcoll):
-        return (pcoll
-                | "Ids" >> beam.Map(lambda r: r.get("matched") or [])
-                | "Sum" >> beam.CombineGlobally(EntryCountFn(self.num_entries)))
-
 
 def _make_stats(before: np.ndarray, after: np.ndarray, path: str, sha256: str, extra: dict, t: int,
                 stats_dir: str | None) -> tuple[str, dict]:
