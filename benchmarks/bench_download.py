@@ -56,6 +56,24 @@ def run_stage(records, cfg):
     return SINK["kept"], SINK["rejects"], SINK["counts"], dict(SINK["stats"]).get("download", {})
 
 
+def run_stage_counts(records, cfg, workers: int, tmp: Path) -> dict:
+    """Run Download with ``workers`` processes (FnApiRunner multi_processing when > 1);
+    returns the summed counts (read back from text files, workers are other processes)."""
+    opts = ["--runner=FnApiRunner"] + ([f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+                                       if workers > 1 else [])
+    prefix = tmp / f"counts-{workers}-{time.monotonic_ns()}"
+    with beam.Pipeline(options=PipelineOptions(opts)) as p:
+        out = p | beam.Create(records) | Download(cfg, keep_rejects=False)
+        (out["counts"] | beam.CombinePerKey(sum) | beam.Map(lambda kv: json.dumps([kv[0][1], kv[1]]))
+         | beam.io.WriteToText(str(prefix)))
+    counts = {}
+    for f in tmp.glob(prefix.name + "*"):
+        for line in f.read_text().splitlines():
+            k, n = json.loads(line)
+            counts[k] = counts.get(k, 0) + n
+    return counts
+
+
 def rec(url, i):
     return {"uid": make_uid(url, f"c{i}"), "url": url, "caption": f"c{i}"}
 
@@ -104,15 +122,16 @@ def throughput_part(args) -> dict:
         urls = [f"http://127.0.0.1:{port}/img/{names[i % len(names)]}?i={i}" for i in range(args.n)]
         (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
         ours = []
-        for conc in args.concurrency:
+        for workers in args.workers:
+            conc = args.concurrency
             cfg = DownloadConfig(allow_loopback=True, timeout=10, retries=0, concurrency=conc,
                                  per_host_concurrency=conc, batch_size=max(256, 2 * conc), image_size=256,
                                  resize_mode="keep_ratio", encode_format="jpg", encode_quality=95)
             t = time.monotonic()
-            kept, _, _, _ = run_stage([rec(u, i) for i, u in enumerate(urls)], cfg)
+            counts = run_stage_counts([rec(u, i) for i, u in enumerate(urls)], cfg, workers, tmp)
             wall = time.monotonic() - t
-            ours.append({"concurrency": conc, "ok": len(kept), "wall_s": round(wall, 2),
-                         "img_per_s": round(len(kept) / wall, 1)})
+            ours.append({"workers": workers, "concurrency": conc, "ok": counts.get("kept", 0),
+                         "wall_s": round(wall, 2), "img_per_s": round(counts.get("kept", 0) / wall, 1)})
         base = []
         for procs, threads in args.img2dataset:
             base.append(run_img2dataset(tmp, procs, threads, args.n))
@@ -147,7 +166,8 @@ def main():
     ap.add_argument("--good", type=int, default=800)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--latency-ms", type=float, default=50)
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[64])
+    ap.add_argument("--concurrency", type=int, default=128, help="requests in flight per worker")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Beam worker processes")
     ap.add_argument("--img2dataset", type=lambda s: tuple(map(int, s.split("x"))), nargs="+",
                     default=[(1, 64), (2, 32)], help="processes x threads, e.g. 1x64 2x32")
     ap.add_argument("--skip-hostile", action="store_true")

@@ -148,8 +148,9 @@ def target_size(w: int, h: int, cfg: DownloadConfig) -> tuple[int, int]:
 def resize(im: Image.Image, cfg: DownloadConfig) -> Image.Image:
     """Resize per ``cfg.resize_mode``; center_crop crops, border pads with white to a square."""
     w, h = target_size(im.width, im.height, cfg)
-    if (w, h) != im.size:
-        im = im.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=None if w > im.width else 3.0)
+    if (w, h) != im.size:  # like img2dataset's defaults: area (BOX) down, lanczos up
+        up = w > im.width or h > im.height
+        im = im.resize((w, h), Image.Resampling.LANCZOS if up else Image.Resampling.BOX)
     s = cfg.image_size
     if cfg.resize_mode == "center_crop" and (im.width > s or im.height > s):
         left, top = (im.width - min(s, im.width)) // 2, (im.height - min(s, im.height)) // 2
