@@ -112,6 +112,10 @@ class GpuPreprocess:
         pixels: dict[int, torch.Tensor] = {i: self._resize_crop(t) for i, t in decoded.items()
                                            if t.shape[-1] > 0 and t.shape[-2] > 0}
         self.stats["gpu_decoded"] += len(pixels)
+        if pixels:  # one batched clamp + normalise for all GPU-decoded images
+            idx = list(pixels)
+            batch = torch.cat([pixels[i] for i in idx]).clamp_(0, 255).div_(255.0).sub_(self.mean).div_(self.std)
+            pixels = dict(zip(idx, batch.split(1)))
         errors: dict[int, str] = {}
         for i in range(len(images)):
             if i not in pixels:
@@ -127,7 +131,7 @@ class GpuPreprocess:
         return torch.cat([pixels[i] for i in ok]), ok, errors
 
     def _resize_crop(self, img: torch.Tensor) -> torch.Tensor:
-        """uint8 CHW on device -> normalised float [1, 3, crop_h, crop_w] (Resize shortest side, CenterCrop)."""
+        """uint8 CHW on device -> float [1, 3, crop_h, crop_w] in 0..255 (Resize shortest side, CenterCrop)."""
         h, w = img.shape[-2:]
         s = self.spec.size
         nh, nw = (s, max(1, int(s * w / h))) if h <= w else (max(1, int(s * h / w)), s)
@@ -138,5 +142,4 @@ class GpuPreprocess:
         x = x[..., max(top, 0):max(top, 0) + ch, max(left, 0):max(left, 0) + cw]
         if x.shape[-2:] != (ch, cw):  # image smaller than the crop: pad like CenterCrop
             x = F.pad(x, (0, cw - x.shape[-1], 0, ch - x.shape[-2]))
-        x = x.clamp_(0, 255).div_(255.0)
-        return (x - self.mean) / self.std
+        return x

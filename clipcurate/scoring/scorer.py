@@ -152,15 +152,36 @@ class ClipScorer:
     def score(self, images: Sequence[bytes | None], captions: Sequence[str],
               with_embeddings: bool = False) -> BatchScores:
         """clip_score for each (image bytes, caption) pair; failures get NaN and an error."""
+        return next(self.score_many([(images, captions)], with_embeddings))
+
+    def score_many(self, batches, with_embeddings: bool = False):
+        """Yield :class:`BatchScores` for an iterable of (images, captions) batches, launching
+        batch i+1 (tokenise, decode, encode: asynchronous on CUDA) before waiting for the
+        results of batch i, so host work overlaps device work."""
+        pending = None
+        for images, captions in batches:
+            launched = self._launch(images, captions, with_embeddings)
+            if pending is not None:
+                yield self._finish(*pending)
+            pending = launched
+        if pending is not None:
+            yield self._finish(*pending)
+
+    def _launch(self, images, captions, with_embeddings):
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions")
-        n = len(images)
         tokens, truncated = tokenize(self.loaded.tokenizer, [c or "" for c in captions])
         pixels, ok, errors = self.pixels(images)
+        img = txt = None
+        if ok:
+            img, txt = self.embed_chunked(pixels, tokens[ok])
+        return len(images), ok, errors, truncated, img, txt, with_embeddings
+
+    @staticmethod
+    def _finish(n, ok, errors, truncated, img, txt, with_embeddings) -> BatchScores:
         scores = np.full(n, np.nan, dtype=np.float64)
         img_out = txt_out = None
         if ok:
-            img, txt = self.embed_chunked(pixels, tokens[ok])
             scores[ok] = (img * txt).sum(-1).double().cpu().numpy()
             if with_embeddings:
                 img_out = np.zeros((n, img.shape[1]), np.float32)
