@@ -60,7 +60,7 @@ def demo_config(output: str, candidates: str) -> RunConfig:
     cfg.seed = 0
     cfg.ingest.inputs = [candidates]
     cfg.balance.metadata = str(demo_dir() / "metadata.json")
-    cfg.balance.t = 2
+    cfg.balance.t = 1
     cfg.download.allow_loopback = True
     cfg.download.respect_robots = False
     cfg.download.timeout = 10.0
