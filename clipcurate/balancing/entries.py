@@ -95,4 +95,4 @@ def load_metadata(path: str) -> Metadata:
     num_blank = sum(1 for e in entries if not e.strip())
     return Metadata(path=path, sha256=hashlib.sha256(data).hexdigest(), entries=entries,
                     num_blank=num_blank, num_duplicate=len(entries) - num_blank - len(active),
-                    num_unmatchable=sum(1 for e in active if not is_matchable(e)))
+                    num_unmatchable=len(active) - sum(map(is_matchable, active)))

@@ -46,10 +46,11 @@ def active_entries(entries: list[str]) -> dict[str, int]:
     """Map each matchable entry string to its id: skips blank entries and later duplicates."""
     index: dict[str, int] = {}
     for i, e in enumerate(entries):
-        if not isinstance(e, str):
-            raise TypeError(f"metadata entry {i} is {type(e).__name__}, expected str: {e!r}")
-        if e.strip() and e not in index:
-            index[e] = i
+        if e not in index:
+            if not isinstance(e, str):
+                raise TypeError(f"metadata entry {i} is {type(e).__name__}, expected str: {e!r}")
+            if e.strip():
+                index[e] = i
     return index
 
 
