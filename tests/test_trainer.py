@@ -25,7 +25,7 @@ CIFAR = DATA / "cifar10-test-jpeg" / "test"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TEMPLATES = ["a photo of a {}.", "a blurry photo of a {}.", "my {} today", "a picture of the {}"]
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def write_shards(out: Path, per_class: int, classes=CLASSES[:4], per_shard: int = 16) -> list[tuple[str, str]]:
@@ -55,7 +55,7 @@ def shards(tmp_path_factory) -> Path:
 
 def _cfg(shards: Path, out: Path, **kw) -> TrainConfig:
     base = dict(shards=str(shards), output=str(out), steps=6, batch_size=16, lr=1e-3, warmup_steps=1,
-                seed=3, shuffle_buffer=32, progress=False, threads=2)
+                seed=3, shuffle_buffer=32, progress=False, threads=1)
     return TrainConfig(**{**base, **kw})
 
 

@@ -22,7 +22,7 @@ PROMPTS_MD = DATA / "openai-clip-prompts" / "prompts.md"
 PHOTOS = DATA / "open-images-cc-test-images"
 CIFAR = DATA / "cifar10-test-jpeg" / "test"
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
