@@ -160,7 +160,7 @@ class _Holder:
 
 def count_eval_images(spec: str) -> tuple[str, int]:
     name, path = parse_eval_set(spec)
-    return name, sum(1 for _ in iter_eval_images(path))
+    return name, sum(1 for _ in iter_eval_images(path, read=False))
 
 
 def _decontam_stats(element):
@@ -177,7 +177,7 @@ class Decontaminate(beam.PTransform):
         super().__init__()
         for spec in cfg.eval_sets:  # fail at construction, naming the spec
             _, path = parse_eval_set(spec)
-            if next(iter_eval_images(path), None) is None:
+            if next(iter_eval_images(path, read=False), None) is None:
                 raise FileNotFoundError(f"eval set {spec!r} holds no image files")
         self.cfg, self.keep_rejects = cfg, keep_rejects
 

@@ -8,7 +8,7 @@ datasketch's own (``MinHash(...).permutations``), and the scheme is datasketch 2
 ``affine32`` (MurmurHash3 fmix32 pre-mix, then ``a*h + b mod 2**32``) or ``legacy``
 (``(a*h + b) mod (2**61 - 1)``, low 32 bits).
 
-Cost: normalisation runs in Arrow compute kernels; shingling, SHA-1 and the
+Cost: ASCII captions are normalised in the numba kernel (others in Python); shingling, SHA-1 and the
 permutation minimum run in one numba-compiled loop over the UTF-8 buffer (no Python
 object per shingle).  :func:`signatures_reference` is the plain hashlib/numpy path
 (the same numbers, ~50x slower) used to cross-check the kernel.
@@ -30,7 +30,6 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     numba = None
 
-_PUNCT = r"[^\pL\pN\pM\s]"
 _U64 = np.uint64
 _M32 = _U64(0xFFFFFFFF)
 _PRIME = _U64((1 << 61) - 1)
@@ -39,33 +38,19 @@ _EMPTY = np.uint32(0xFFFFFFFF)
 
 # -- normalisation and shingles ----------------------------------------------------
 
-def normalize_captions(captions: Sequence[str | None] | pa.Array) -> pa.StringArray:
-    """NFKC, lower case, punctuation -> space, whitespace collapsed and trimmed.
-
-    In: captions (None counts as "").  Out: an Arrow string array of the same length."""
-    arr = captions if isinstance(captions, (pa.Array, pa.ChunkedArray)) else pa.array(captions, pa.string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = pc.fill_null(arr.cast(pa.string()), "")
-    arr = pc.utf8_lower(_nfkc(arr))
-    arr = pc.replace_substring_regex(arr, _PUNCT, " ")
-    arr = pc.replace_substring_regex(arr, r"\s+", " ")
-    return pc.utf8_trim_whitespace(arr)
-
-
-def _nfkc(arr: pa.StringArray) -> pa.StringArray:
-    """NFKC with Python's unicodedata (pyarrow 25's utf8_normalize returns decomposed text);
-    ASCII strings are already NFKC and are left alone."""
-    ascii_mask = pc.string_is_ascii(arr)
-    if pc.all(ascii_mask).as_py() is not False:
-        return arr
-    return pa.array([s if a else unicodedata.normalize("NFKC", s)
-                     for s, a in zip(arr.to_pylist(), ascii_mask.to_pylist())], pa.string())
-
-
 def normalize_caption(caption: str | None) -> str:
-    """One caption through :func:`normalize_captions`."""
-    return normalize_captions([caption])[0].as_py()
+    """NFKC, lower case, every character that is not a letter, number or mark -> space,
+    whitespace collapsed and trimmed.  (This is the definition; the numba kernel does
+    the same for ASCII rows, see tests.)"""
+    text = unicodedata.normalize("NFKC", caption or "").lower()
+    if text.isascii():
+        return " ".join("".join(ch if ch.isalnum() else " " for ch in text).split())
+    return " ".join("".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text).split())
+
+
+def normalize_captions(captions: Sequence[str | None]) -> list[str]:
+    """:func:`normalize_caption` of each caption."""
+    return [normalize_caption(c) for c in captions]
 
 
 def shingles(normalized: str, kind: str, n: int) -> list[bytes]:
@@ -119,7 +104,7 @@ def signature_of_shingles(items: Iterable[bytes], num_perm: int = 128, seed: int
 def signatures_reference(captions: Sequence[str | None], kind: str = "char", n: int = 4,
                          num_perm: int = 128, seed: int = 1, scheme: str = "affine32") -> np.ndarray:
     """Same output as :func:`signatures`, computed caption by caption in Python."""
-    texts = normalize_captions(captions).to_pylist()
+    texts = normalize_captions(captions)
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
     for i, t in enumerate(texts):
         out[i] = signature_of_shingles(shingles(t, kind, n), num_perm, seed, scheme)
@@ -128,195 +113,200 @@ def signatures_reference(captions: Sequence[str | None], kind: str = "char", n: 
 
 # -- vectorised path (numba) ----------------------------------------------------------
 
-def _sha1_kernels():
-    """Compile the kernels once per process (numba caches them on disk)."""
-    nb = numba
-    M = np.uint64(0xFFFFFFFF)
-    LANES = 16
+def _njit(*args, **kwargs):
+    """numba.njit with the on-disk cache, or a no-op when numba is missing (the kernels
+    are then never called: :func:`_kernel` raises with an install hint)."""
+    if numba is None:
+        return lambda f: f
+    return numba.njit(*args, **kwargs)
 
-    @nb.njit(cache=True, inline="always")
-    def rotl(x, s):
-        return ((x << np.uint64(s)) | (x >> np.uint64(32 - s))) & M
 
-    @nb.njit(cache=True)
-    def sha1_block(w, st):
-        """One SHA-1 compression of a 16-word block per lane: w (80, L), st (5, L)."""
-        L = w.shape[1]
-        for t in range(16, 80):
-            for l in range(L):
-                x = w[t - 3, l] ^ w[t - 8, l] ^ w[t - 14, l] ^ w[t - 16, l]
-                w[t, l] = ((x << np.uint64(1)) | (x >> np.uint64(31))) & M
-        a = st[0].copy()
-        b = st[1].copy()
-        c = st[2].copy()
-        d = st[3].copy()
-        e = st[4].copy()
-        for t in range(80):
-            if t < 20:
-                k = np.uint64(0x5A827999)
-            elif t < 40:
-                k = np.uint64(0x6ED9EBA1)
-            elif t < 60:
-                k = np.uint64(0x8F1BBCDC)
-            else:
-                k = np.uint64(0xCA62C1D6)
-            for l in range(L):
-                bl, cl, dl = b[l], c[l], d[l]
-                if t < 20:
-                    f = (bl & cl) | ((~bl) & dl)
-                elif t < 40 or t >= 60:
-                    f = bl ^ cl ^ dl
-                else:
-                    f = (bl & cl) | (bl & dl) | (cl & dl)
-                al = a[l]
-                tmp = ((((al << np.uint64(5)) | (al >> np.uint64(27))) & M) + f + e[l] + k + w[t, l]) & M
-                e[l] = dl
-                d[l] = cl
-                c[l] = ((bl << np.uint64(30)) | (bl >> np.uint64(2))) & M
-                b[l] = al
-                a[l] = tmp
+M = np.uint64(0xFFFFFFFF)
+LANES = 16
+
+
+@_njit(cache=True)
+def sha1_block(w, st):
+    """One SHA-1 compression of a 16-word block per lane: w (80, L), st (5, L)."""
+    L = w.shape[1]
+    for t in range(16, 80):
         for l in range(L):
-            st[0, l] = (st[0, l] + a[l]) & M
-            st[1, l] = (st[1, l] + b[l]) & M
-            st[2, l] = (st[2, l] + c[l]) & M
-            st[3, l] = (st[3, l] + d[l]) & M
-            st[4, l] = (st[4, l] + e[l]) & M
+            x = w[t - 3, l] ^ w[t - 8, l] ^ w[t - 14, l] ^ w[t - 16, l]
+            w[t, l] = ((x << np.uint64(1)) | (x >> np.uint64(31))) & M
+    a = st[0].copy()
+    b = st[1].copy()
+    c = st[2].copy()
+    d = st[3].copy()
+    e = st[4].copy()
+    for t in range(80):
+        if t < 20:
+            k = np.uint64(0x5A827999)
+        elif t < 40:
+            k = np.uint64(0x6ED9EBA1)
+        elif t < 60:
+            k = np.uint64(0x8F1BBCDC)
+        else:
+            k = np.uint64(0xCA62C1D6)
+        for l in range(L):
+            bl, cl, dl = b[l], c[l], d[l]
+            if t < 20:
+                f = (bl & cl) | ((~bl) & dl)
+            elif t < 40 or t >= 60:
+                f = bl ^ cl ^ dl
+            else:
+                f = (bl & cl) | (bl & dl) | (cl & dl)
+            al = a[l]
+            tmp = ((((al << np.uint64(5)) | (al >> np.uint64(27))) & M) + f + e[l] + k + w[t, l]) & M
+            e[l] = dl
+            d[l] = cl
+            c[l] = ((bl << np.uint64(30)) | (bl >> np.uint64(2))) & M
+            b[l] = al
+            a[l] = tmp
+    for l in range(L):
+        st[0, l] = (st[0, l] + a[l]) & M
+        st[1, l] = (st[1, l] + b[l]) & M
+        st[2, l] = (st[2, l] + c[l]) & M
+        st[3, l] = (st[3, l] + d[l]) & M
+        st[4, l] = (st[4, l] + e[l]) & M
 
-    @nb.njit(cache=True)
-    def sha1_h32_many(data, starts, ends, out):
-        """out[i] = datasketch sha1_hash32(data[starts[i]:ends[i]]), LANES messages at a time."""
-        n = starts.shape[0]
-        w = np.zeros((80, LANES), dtype=np.uint64)
-        st = np.empty((5, LANES), dtype=np.uint64)
-        init = np.array([0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0], dtype=np.uint64)
-        for base in range(0, n, LANES):
-            cnt = min(LANES, n - base)
-            nblocks = 1
+@_njit(cache=True)
+def sha1_h32_many(data, starts, ends, out):
+    """out[i] = datasketch sha1_hash32(data[starts[i]:ends[i]]), LANES messages at a time."""
+    n = starts.shape[0]
+    w = np.zeros((80, LANES), dtype=np.uint64)
+    st = np.empty((5, LANES), dtype=np.uint64)
+    init = np.array([0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0], dtype=np.uint64)
+    for base in range(0, n, LANES):
+        cnt = min(LANES, n - base)
+        nblocks = 1
+        for l in range(cnt):
+            nb_l = (ends[base + l] - starts[base + l] + 8) // 64 + 1
+            nblocks = max(nblocks, nb_l)
+        for j in range(5):
+            for l in range(LANES):
+                st[j, l] = init[j]
+        done = np.zeros(LANES, dtype=np.uint64)
+        for blk in range(nblocks):
+            w[:16, :] = 0
             for l in range(cnt):
-                nb_l = (ends[base + l] - starts[base + l] + 8) // 64 + 1
-                nblocks = max(nblocks, nb_l)
-            for j in range(5):
-                for l in range(LANES):
-                    st[j, l] = init[j]
-            done = np.zeros(LANES, dtype=np.uint64)
-            for blk in range(nblocks):
-                w[:16, :] = 0
-                for l in range(cnt):
-                    s, e = starts[base + l], ends[base + l]
-                    length = e - s
-                    lb = (length + 8) // 64 + 1
-                    if blk >= lb:
-                        continue
-                    lo = blk * 64
-                    hi = min(length, lo + 64)
-                    for p in range(lo, hi):
-                        q = p - lo
-                        w[q >> 2, l] |= np.uint64(data[s + p]) << np.uint64(24 - 8 * (q & 3))
-                    if lo <= length < lo + 64:
-                        q = length - lo
-                        w[q >> 2, l] |= np.uint64(0x80) << np.uint64(24 - 8 * (q & 3))
-                    if blk == lb - 1:
-                        bits = np.uint64(length) * np.uint64(8)
-                        w[14, l] = bits >> np.uint64(32)
-                        w[15, l] = bits & M
-                before = st[0].copy()
-                sha1_block(w, st)
-                for l in range(cnt):   # lanes whose message ended earlier keep their digest
-                    length = ends[base + l] - starts[base + l]
-                    if blk >= (length + 8) // 64 + 1:
-                        st[0, l] = before[l]
-                    elif blk == (length + 8) // 64:
-                        done[l] = st[0, l]
-            for l in range(cnt):
-                h0 = done[l]
-                out[base + l] = (((h0 & np.uint64(0xFF)) << np.uint64(24)) | ((h0 & np.uint64(0xFF00)) << np.uint64(8))
-                                 | ((h0 >> np.uint64(8)) & np.uint64(0xFF00)) | (h0 >> np.uint64(24)))
+                s, e = starts[base + l], ends[base + l]
+                length = e - s
+                lb = (length + 8) // 64 + 1
+                if blk >= lb:
+                    continue
+                lo = blk * 64
+                hi = min(length, lo + 64)
+                for p in range(lo, hi):
+                    q = p - lo
+                    w[q >> 2, l] |= np.uint64(data[s + p]) << np.uint64(24 - 8 * (q & 3))
+                if lo <= length < lo + 64:
+                    q = length - lo
+                    w[q >> 2, l] |= np.uint64(0x80) << np.uint64(24 - 8 * (q & 3))
+                if blk == lb - 1:
+                    bits = np.uint64(length) * np.uint64(8)
+                    w[14, l] = bits >> np.uint64(32)
+                    w[15, l] = bits & M
+            before = st[0].copy()
+            sha1_block(w, st)
+            for l in range(cnt):   # lanes whose message ended earlier keep their digest
+                length = ends[base + l] - starts[base + l]
+                if blk >= (length + 8) // 64 + 1:
+                    st[0, l] = before[l]
+                elif blk == (length + 8) // 64:
+                    done[l] = st[0, l]
+        for l in range(cnt):
+            h0 = done[l]
+            out[base + l] = (((h0 & np.uint64(0xFF)) << np.uint64(24)) | ((h0 & np.uint64(0xFF00)) << np.uint64(8))
+                             | ((h0 >> np.uint64(8)) & np.uint64(0xFF00)) | (h0 >> np.uint64(24)))
 
-    @nb.njit(cache=True)
-    def ascii_normalize(data, offsets, is_ascii, out, out_offsets):
-        """Lower-case ASCII rows, non-alphanumerics to one space, trimmed (= the Arrow
-        normalisation for ASCII text); non-ASCII rows (already normalised) are copied."""
-        o = 0
-        for row in range(offsets.shape[0] - 1):
-            out_offsets[row] = o
-            pending = False
-            for p in range(offsets[row], offsets[row + 1]):
-                c = data[p]
-                if not is_ascii[row]:
-                    out[o] = c
-                    o += 1
-                    continue
-                if 65 <= c <= 90:
-                    c += 32
-                elif not (97 <= c <= 122 or 48 <= c <= 57):
-                    pending = o > out_offsets[row]
-                    continue
-                if pending:
-                    out[o] = 32
-                    o += 1
-                    pending = False
+@_njit(cache=True)
+def ascii_normalize(data, offsets, is_ascii, out, out_offsets):
+    """Lower-case ASCII rows, non-alphanumerics to one space, trimmed (= the Arrow
+    normalisation for ASCII text); non-ASCII rows (already normalised) are copied."""
+    o = 0
+    for row in range(offsets.shape[0] - 1):
+        out_offsets[row] = o
+        pending = False
+        for p in range(offsets[row], offsets[row + 1]):
+            c = data[p]
+            if not is_ascii[row]:
                 out[o] = c
                 o += 1
-        out_offsets[offsets.shape[0] - 1] = o
-        return o
-
-    @nb.njit(cache=True)
-    def enumerate_shingles(data, offsets, words, n, starts, ends, rows):
-        """(start, end, row) of every shingle; returns how many."""
-        cnt = 0
-        bounds = np.empty(offsets[-1] - offsets[0] + 2, dtype=np.int64)
-        bends = np.empty_like(bounds)
-        for row in range(offsets.shape[0] - 1):
-            s, e = offsets[row], offsets[row + 1]
-            if e <= s:
                 continue
-            m = 0
-            if words:
-                bounds[0] = s
-                for p in range(s, e):
-                    if data[p] == 32:
-                        bends[m] = p
-                        m += 1
-                        bounds[m] = p + 1
-                bends[m] = e
-                m += 1
-            else:
-                for p in range(s, e):
-                    if (data[p] & 0xC0) != 0x80:
-                        bounds[m] = p
-                        m += 1
-                for i in range(m - 1):
-                    bends[i] = bounds[i + 1]
-                bends[m - 1] = e
-            if m <= n:
-                starts[cnt], ends[cnt], rows[cnt] = s, e, row
-                cnt += 1
+            if 65 <= c <= 90:
+                c += 32
+            elif not (97 <= c <= 122 or 48 <= c <= 57):
+                pending = o > out_offsets[row]
                 continue
-            for i in range(m - n + 1):
-                starts[cnt], ends[cnt], rows[cnt] = bounds[i], bends[i + n - 1], row
-                cnt += 1
-        return cnt
+            if pending:
+                out[o] = 32
+                o += 1
+                pending = False
+            out[o] = c
+            o += 1
+    out_offsets[offsets.shape[0] - 1] = o
+    return o
 
-    @nb.njit(cache=True)
-    def permute_min(hv, rows, a, b, legacy, sig):
-        prime = np.uint64((1 << 61) - 1)
-        P = a.shape[0]
-        for i in range(hv.shape[0]):
-            srow = sig[rows[i]]
-            h = hv[i]
-            if legacy:
-                for k in range(P):
-                    v = ((a[k] * h + b[k]) % prime) & M
-                    srow[k] = min(srow[k], v)
-            else:
-                h = h ^ (h >> np.uint64(16))
-                h = (h * np.uint64(0x85EBCA6B)) & M
-                h = h ^ (h >> np.uint64(13))
-                h = (h * np.uint64(0xC2B2AE35)) & M
-                h = h ^ (h >> np.uint64(16))
-                for k in range(P):
-                    srow[k] = min(srow[k], (a[k] * h + b[k]) & M)
+@_njit(cache=True)
+def enumerate_shingles(data, offsets, words, n, starts, ends, rows):
+    """(start, end, row) of every shingle; returns how many."""
+    cnt = 0
+    bounds = np.empty(offsets[-1] - offsets[0] + 2, dtype=np.int64)
+    bends = np.empty_like(bounds)
+    for row in range(offsets.shape[0] - 1):
+        s, e = offsets[row], offsets[row + 1]
+        if e <= s:
+            continue
+        m = 0
+        if words:
+            bounds[0] = s
+            for p in range(s, e):
+                if data[p] == 32:
+                    bends[m] = p
+                    m += 1
+                    bounds[m] = p + 1
+            bends[m] = e
+            m += 1
+        else:
+            for p in range(s, e):
+                if (data[p] & 0xC0) != 0x80:
+                    bounds[m] = p
+                    m += 1
+            for i in range(m - 1):
+                bends[i] = bounds[i + 1]
+            bends[m - 1] = e
+        if m <= n:
+            starts[cnt], ends[cnt], rows[cnt] = s, e, row
+            cnt += 1
+            continue
+        for i in range(m - n + 1):
+            starts[cnt], ends[cnt], rows[cnt] = bounds[i], bends[i + n - 1], row
+            cnt += 1
+    return cnt
 
+@_njit(cache=True)
+def permute_min(hv, rows, a, b, legacy, sig):
+    prime = np.uint64((1 << 61) - 1)
+    P = a.shape[0]
+    for i in range(hv.shape[0]):
+        srow = sig[rows[i]]
+        h = hv[i]
+        if legacy:
+            for k in range(P):
+                v = ((a[k] * h + b[k]) % prime) & M
+                srow[k] = min(srow[k], v)
+        else:
+            h = h ^ (h >> np.uint64(16))
+            h = (h * np.uint64(0x85EBCA6B)) & M
+            h = h ^ (h >> np.uint64(13))
+            h = (h * np.uint64(0xC2B2AE35)) & M
+            h = h ^ (h >> np.uint64(16))
+            for k in range(P):
+                srow[k] = min(srow[k], (a[k] * h + b[k]) & M)
+
+
+
+def _sha1_kernels():
     return ascii_normalize, enumerate_shingles, sha1_h32_many, permute_min
 
 
@@ -342,7 +332,8 @@ def _fast_normalize(captions) -> tuple[np.ndarray, np.ndarray]:
     ascii_mask = pc.string_is_ascii(arr)
     if not pc.all(ascii_mask).as_py():
         idx = pc.indices_nonzero(pc.invert(ascii_mask))
-        arr = pc.replace_with_mask(arr, pc.invert(ascii_mask), normalize_captions(pc.take(arr, idx)))
+        fixed = pa.array(normalize_captions(pc.take(arr, idx).to_pylist()), pa.string())
+        arr = pc.replace_with_mask(arr, pc.invert(ascii_mask), fixed)
     arr = pa.concat_arrays([arr])  # offset 0
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
     buf = arr.buffers()[2]

@@ -23,9 +23,9 @@ def phash_bytes(data: bytes | None) -> str | None:
     if not data:
         return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.draft("L", (128, 128))  # JPEG: decode at reduced scale; pHash works on 32x32
-            return phash_image(img)
+        img = Image.open(io.BytesIO(data))
+        img.draft("L", (128, 128))  # JPEG: decode grey at reduced scale; pHash works on 32x32
+        return str(imagehash.phash(img if img.mode == "L" else img.convert("L")))
     except Exception:  # noqa: BLE001 - any decoder failure is "not hashable"
         return None
 
@@ -37,9 +37,10 @@ def to_int(hex_hash: str) -> int:
 _IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-def iter_eval_images(spec: str) -> Iterator[tuple[str, bytes]]:
+def iter_eval_images(spec: str, read: bool = True) -> Iterator[tuple[str, bytes | None]]:
     """``(name, bytes)`` of every image in an eval set: a folder (recursive), a glob, or
-    webdataset ``.tar`` files (members with an image extension)."""
+    webdataset ``.tar`` files (members with an image extension).  ``read=False`` only
+    lists names (bytes None)."""
     import glob
     import tarfile
     p = Path(spec)
@@ -51,6 +52,6 @@ def iter_eval_images(spec: str) -> Iterator[tuple[str, bytes]]:
             with tarfile.open(path) as tar:
                 for m in tar:
                     if m.isfile() and Path(m.name).suffix.lower() in _IMAGE_EXT:
-                        yield f"{path}:{m.name}", tar.extractfile(m).read()
+                        yield f"{path}:{m.name}", tar.extractfile(m).read() if read else None
         elif Path(path).suffix.lower() in _IMAGE_EXT:
-            yield path, Path(path).read_bytes()
+            yield path, Path(path).read_bytes() if read else None
