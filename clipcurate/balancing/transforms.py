@@ -66,6 +66,15 @@ class _TallyingDoFn(CountingDoFn):
         tally(self._tally, record.get("matched") or ())
         return "ok", record
 
+    def process(self, record, **side):
+        """Fast path of CountingDoFn.process for 1:1 decisions (one less generator per element)."""
+        self._counts["in"] += 1
+        status, rec = self.decide(record, **side)
+        if status == "ok":
+            self._counts["kept"] += 1
+            return (rec,)
+        return self._emit(status, rec)
+
     def finish_bundle(self):
         yield from super().finish_bundle()
         if self._tally:
@@ -103,18 +112,13 @@ class _BalanceDoFn(_TallyingDoFn):
     def __init__(self, seed: int, keep_rejects: bool):
         super().__init__("balance", keep_rejects)
         self._seed = seed
-        self._probs: np.ndarray | None = None
 
-    def process(self, record, probs):
-        self._probs = probs
-        yield from super().process(record)
-
-    def decide(self, record: dict[str, Any]):
+    def decide(self, record: dict[str, Any], probs: np.ndarray):
         uid = record.get("uid")
         if not isinstance(uid, str) or not uid:
             return "malformed_row", record
         matched = record.get("matched") or []
-        if not matched or draw_keep(self._seed, uid, matched, self._probs):
+        if not matched or draw_keep(self._seed, uid, matched, probs):
             return self.keep(record)
         return "balanced_out", record
 
