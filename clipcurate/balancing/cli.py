@@ -14,11 +14,19 @@ import sys
 from clipcurate.balancing.entries import MetadataError
 from clipcurate.balancing.metadata import WORDNET_DIR, build_metadata
 
+DESCRIPTION = """Build a MetaCLIP metadata list (JSON array of unique strings) from WordNet 3.0 lemmas,
+corpus unigrams (count >= --min-count) and bigrams (PMI >= --min-pmi), and entry lists.
+Sources are merged in that order, each sorted, first occurrence wins; per-source numbers go
+to <output stem>.stats.json.  WordNet: apt-get install -y --no-install-recommends wordnet-base
+
+    build-metadata --wordnet --corpus 'text/*.txt' --corpus 'pool/*.parquet' --caption-col TEXT \\
+        --list titles.txt --output metadata.json"""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``build-metadata`` subcommand to an ``argparse`` subparsers object; return its parser."""
     p = subparsers.add_parser("build-metadata", help="build a MetaCLIP metadata list (JSON array of strings)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wordnet", action="store_true", help="add all WordNet 3.0 synset lemma names")
     p.add_argument("--wordnet-dir", default=WORDNET_DIR,
                    help=f"folder with data.noun/verb/adj/adv (default {WORDNET_DIR}, Debian package wordnet-base)")
