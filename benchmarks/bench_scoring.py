@@ -91,6 +91,16 @@ def main(argv=None):
     out["model_only_img_s"] = b / dt
     print(f"[{out['device']}] {a.model} {out['precision']} batch {b}: model-only {b / dt:,.0f} images/s")
 
+    def image_only():
+        return loaded.model.encode_image(px) if device == "cpu" else _ac(lambda: loaded.model.encode_image(px))
+
+    def _ac(fn):
+        with torch.inference_mode(), scorer._autocast():
+            return fn()
+    dt = timed(image_only, device, a.repeats * 3)
+    out["image_encoder_only_img_s"] = b / dt
+    print(f"  image encoder only: {b / dt:,.0f} images/s")
+
     for mode in [m for m in a.decode.split(",") if m]:
         if mode == "gpu" and device == "cpu":
             continue
@@ -102,6 +112,9 @@ def main(argv=None):
                 pass
         dt = timed(e2e, device, a.repeats)
         rate = a.n / dt
+        dec = timed(lambda: [s.pixels(blobs[i:i + a.batch]) for i in range(0, a.n, a.batch)], device, 1)
+        out[f"decode_only_{mode}_img_s"] = a.n / dec
+        print(f"  decode+preprocess only decode={mode}: {a.n / dec:,.0f} images/s")
         out[f"e2e_{mode}_img_s"] = rate
         out[f"ratio_{mode}"] = rate / out["model_only_img_s"]
         extra = f", {rate / threads:,.0f} images/s per decode thread" if mode == "cpu" else \
