@@ -43,9 +43,20 @@ def normalize_caption(caption: str | None) -> str:
     whitespace collapsed and trimmed.  (This is the definition; the numba kernel does
     the same for ASCII rows, see tests.)"""
     text = unicodedata.normalize("NFKC", caption or "").lower()
-    if text.isascii():
-        return " ".join("".join(ch if ch.isalnum() else " " for ch in text).split())
-    return " ".join("".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text).split())
+    return " ".join(text.translate(_KEEP).split())
+
+
+class _KeepTable(dict):
+    """str.translate table: letters, numbers and marks map to themselves, all else to a
+    space; filled lazily, one entry per distinct code point."""
+
+    def __missing__(self, cp: int):
+        value = None if unicodedata.category(chr(cp))[0] in "LNM" else " "
+        self[cp] = value if value is not None else cp
+        return self[cp]
+
+
+_KEEP = _KeepTable()
 
 
 def normalize_captions(captions: Sequence[str | None]) -> list[str]:
@@ -220,32 +231,52 @@ def sha1_h32_many(data, starts, ends, out):
                              | ((h0 >> np.uint64(8)) & np.uint64(0xFF00)) | (h0 >> np.uint64(24)))
 
 @_njit(cache=True)
-def ascii_normalize(data, offsets, is_ascii, out, out_offsets):
-    """Lower-case ASCII rows, non-alphanumerics to one space, trimmed (= the Arrow
-    normalisation for ASCII text); non-ASCII rows (already normalised) are copied."""
+def utf8_normalize(data, offsets, keep, out, out_offsets):
+    """Per row: ASCII A-Z lowered, every code point that is not a letter, number or mark
+    (``keep[cp] == 0``) -> one space, spaces collapsed and trimmed.  Rows must already be
+    NFKC + lower-cased where they are not ASCII (see :func:`_fast_normalize`)."""
     o = 0
     for row in range(offsets.shape[0] - 1):
         out_offsets[row] = o
         pending = False
-        for p in range(offsets[row], offsets[row + 1]):
+        p, end = offsets[row], offsets[row + 1]
+        while p < end:
             c = data[p]
-            if not is_ascii[row]:
-                out[o] = c
-                o += 1
-                continue
-            if 65 <= c <= 90:
-                c += 32
-            elif not (97 <= c <= 122 or 48 <= c <= 57):
+            if c < 0x80:
+                size, cp = 1, c
+            elif c < 0xE0:
+                size, cp = 2, c & 0x1F
+            elif c < 0xF0:
+                size, cp = 3, c & 0x0F
+            else:
+                size, cp = 4, c & 0x07
+            for q in range(1, size):
+                cp = (cp << 6) | (data[p + q] & 0x3F)
+            if 65 <= cp <= 90:
+                cp += 32
+            if cp < 0x80:
+                ok = 97 <= cp <= 122 or 48 <= cp <= 57
+            else:
+                ok = keep[cp] != 0
+            if not ok:
                 pending = o > out_offsets[row]
+                p += size
                 continue
             if pending:
                 out[o] = 32
                 o += 1
                 pending = False
-            out[o] = c
-            o += 1
+            if size == 1:
+                out[o] = cp
+                o += 1
+            else:
+                for q in range(size):
+                    out[o] = data[p + q]
+                    o += 1
+            p += size
     out_offsets[offsets.shape[0] - 1] = o
     return o
+
 
 @_njit(cache=True)
 def enumerate_shingles(data, offsets, words, n, starts, ends, rows):
@@ -307,7 +338,7 @@ def permute_min(hv, rows, a, b, legacy, sig):
 
 
 def _sha1_kernels():
-    return ascii_normalize, enumerate_shingles, sha1_h32_many, permute_min
+    return utf8_normalize, enumerate_shingles, sha1_h32_many, permute_min
 
 
 _KERNEL = None
@@ -322,9 +353,17 @@ def _kernel():
     return _KERNEL
 
 
+@lru_cache(maxsize=1)
+def _keep_table() -> np.ndarray:
+    """uint8 per code point: 1 for letters, numbers and marks (Unicode categories L*, N*, M*)."""
+    return np.fromiter((unicodedata.category(chr(cp))[0] in "LNM" for cp in range(0x110000)),
+                       dtype=np.uint8, count=0x110000)
+
+
 def _fast_normalize(captions) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised UTF-8 bytes and int64 offsets: ASCII rows in the numba kernel, the
-    rest through :func:`normalize_captions` (same result, see tests)."""
+    """Normalised UTF-8 bytes and int64 offsets (= :func:`normalize_caption` per row):
+    non-ASCII rows get NFKC + lower case in Python (C speed), then one numba pass maps
+    non letters/numbers/marks to spaces and collapses them."""
     arr = captions if isinstance(captions, (pa.Array, pa.ChunkedArray)) else pa.array(captions, pa.string())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -332,7 +371,8 @@ def _fast_normalize(captions) -> tuple[np.ndarray, np.ndarray]:
     ascii_mask = pc.string_is_ascii(arr)
     if not pc.all(ascii_mask).as_py():
         idx = pc.indices_nonzero(pc.invert(ascii_mask))
-        fixed = pa.array(normalize_captions(pc.take(arr, idx).to_pylist()), pa.string())
+        fixed = pa.array([unicodedata.normalize("NFKC", t).lower() for t in pc.take(arr, idx).to_pylist()],
+                         pa.string())
         arr = pc.replace_with_mask(arr, pc.invert(ascii_mask), fixed)
     arr = pa.concat_arrays([arr])  # offset 0
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
@@ -340,8 +380,7 @@ def _fast_normalize(captions) -> tuple[np.ndarray, np.ndarray]:
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None and buf.size else np.zeros(1, np.uint8)
     out = np.empty(max(1, int(offsets[-1] - offsets[0])), dtype=np.uint8)
     out_offsets = np.empty(len(arr) + 1, dtype=np.int64)
-    ascii_np = ascii_mask.to_numpy(zero_copy_only=False)
-    _kernel()[0](data, offsets, ascii_np, out, out_offsets)
+    _kernel()[0](data, offsets, _keep_table(), out, out_offsets)
     return out, out_offsets
 
 

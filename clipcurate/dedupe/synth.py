@@ -63,3 +63,25 @@ def edit_image(img: Image.Image, edit: str) -> bytes:
 def vocabulary(captions: Sequence[str]) -> list[str]:
     """Sorted distinct words of the captions (the pool for one-word edits)."""
     return sorted({w for c in captions for w in normalize_caption(c).split() if w.isalpha() and len(w) > 2})
+
+
+def synthetic_caption(i: int, real: Sequence[str], vocab: Sequence[str], seed: int,
+                      dup_rate: float = 0.1) -> tuple[str, int]:
+    """Caption number i of a synthetic corpus and the number of the original it copies.
+
+    An original mixes word windows (<= 6 words) of three real captions, so originals are
+    mostly distinct; with probability ``dup_rate`` caption i is instead an edited copy
+    (case, punctuation or one word) of an earlier caption, which may itself be a copy:
+    near-duplicate chains and clusters of several members occur, as on the web."""
+    key = str(i)
+    if i > 0 and seeded_int(seed, key, "dup") % 10_000 < dup_rate * 10_000:
+        j = seeded_int(seed, key, "src") % i
+        src, root = synthetic_caption(j, real, vocab, seed, dup_rate)
+        edit = CAPTION_EDITS[seeded_int(seed, key, "edit") % 3]
+        return edit_caption(src, edit, vocab, seed, key), root
+    parts = []
+    for k in range(3):
+        words = real[seeded_int(seed, key, f"cap{k}") % len(real)].split()
+        start = seeded_int(seed, key, f"start{k}") % len(words)
+        parts += words[start:start + 6]
+    return " ".join(parts), i
