@@ -200,7 +200,7 @@ def test_counts_stats_and_parquet(balanced, captions, entries, matcher):
     assert counts[("match", "in")] == len(captions)
     assert counts[("match", "kept")] == n_match
     assert counts[("match", "dropped:no_match")] == len(captions) - n_match
-    assert counts[("balance", "in")] == n_match
+    assert counts[("balance", "in")] == n_match and counts[("balance", "dropped:balanced_out")] > 100
     assert counts[("balance", "kept")] + counts[("balance", "dropped:balanced_out")] == n_match == len(kept) + sum(
         r["reason"] == "balanced_out" for r in rejects)
     assert all(r["matched"] == matched[r["uid"]] for r in kept)
@@ -279,6 +279,9 @@ def test_bad_records_counted_and_pass_through(tmp_path):
     assert {(r["stage"], r["reason"]) for r in rejects} == {("match", "missing_caption"), ("match", "no_match"),
                                                             ("balance", "malformed_row")}
     assert (stats["duplicate_entries"], stats["blank_entries"], stats["active_entries"]) == (1, 1, 2)
+    kept, counts, _, _ = run_curate(recs, BalanceConfig(metadata=str(path), t=5, drop_unmatched=False), seed=0)
+    assert [(r["uid"], r["matched"]) for r in kept] == [("a", [1]), ("e", [])]
+    assert ("match", "dropped:no_match") not in counts and counts[("balance", "kept")] == 2
     kept, counts, stats, rejects = run_curate(recs, BalanceConfig(enabled=False, metadata=str(path)), seed=0)
     assert len(kept) == len(recs) and counts[("balance", "kept")] == counts[("match", "in")] == len(recs)
     assert stats["enabled"] is False and rejects == []
