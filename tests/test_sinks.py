@@ -78,3 +78,16 @@ def test_manifest_rejects_duplicate_stats():
     with pytest.raises(ValueError, match="stat 'a'"):
         build_manifest(config={}, config_hash="h", seed=0, inputs=[], stage_order=[], counts=[],
                        stats=[("a", 1), ("a", 2)], shards=[], rejects=[], until=None, versions_={})
+
+
+def test_killed_write_leaves_no_complete_looking_shard(tmp_path, monkeypatch):
+    """If the process dies between writing and renaming, only a .tmp- file remains."""
+    from apache_beam.io.filesystems import FileSystems
+
+    def die(*_a, **_k):
+        raise KeyboardInterrupt("killed")
+    monkeypatch.setattr(FileSystems, "rename", die)
+    with pytest.raises(KeyboardInterrupt):
+        write_shard(3, _records(3), str(tmp_path), tar=True, parquet=False)
+    assert not (tmp_path / "shards" / "00003.tar").exists()
+    assert [p.name.startswith(".tmp-") for p in (tmp_path / "shards").iterdir()] == [True]
