@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.command not in ("run", "demo") and beam_args:
+    if args.command not in ("run", "demo", "build-metadata") and beam_args:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
         return _dispatch(args, beam_args)
@@ -106,6 +106,7 @@ def _dispatch(args, beam_args: list[str]) -> int:
         return 0
     if args.command == "build-metadata":
         from clipcurate.balancing import cli as balancing_cli
+        args.beam_args = beam_args or None
         return balancing_cli.run(args)
     from clipcurate.trainer import cli as trainer_cli
     return trainer_cli.run(args)
