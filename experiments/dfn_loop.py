@@ -205,7 +205,7 @@ def evaluate(model: str, checkpoint: str, heldout, seed: int) -> dict:
     feats = encode_images(loaded.model, loaded.preprocess, paths, normalize=False)
     tr, te = split_balanced(labels, 0.5, seed)
     y = np.array(labels)
-    lp = linear_probe(feats[tr], y[tr], feats[te], y[te], c_values=np.logspace(-4, 4, 9).tolist(), seed=seed)
+    lp = linear_probe(feats[tr], y[tr], feats[te], y[te], c_values=np.logspace(-6, 4, 11).tolist(), seed=seed)
     return {"zeroshot_top1": zs["top1"], "zeroshot_top5": zs["top5"], "zeroshot_per_class": zs["per_class_top1"],
             "linear_probe_top1": lp["top1"], "linear_probe_best_C": lp["best_C"], "n_eval": len(paths)}
 
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when the CPU is shared)")
     ap.add_argument("--beam-args", default="", help="extra Beam options, space separated")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", force=True)
+    log.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     work = Path(args.work).resolve()
     if work.exists():

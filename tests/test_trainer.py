@@ -143,3 +143,14 @@ def test_open_clip_training_loader_reads_our_shards(shards, monkeypatch):
         assert images.shape == (8, 3, 64, 64) and texts.shape == (8, 32)
         n += images.shape[0]
     assert n == info.dataloader.num_samples == 32
+
+
+def test_cli_train_and_config_file(shards, tmp_path):
+    from clipcurate.trainer import cli
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'shards = "{shards}"\nsteps = 2\nbatch_size = 8\nthreads = 1\n')
+    out = tmp_path / "cli"
+    assert cli.main(["train", "--config", str(cfg), "--output", str(out), "--steps", "3", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["samples_seen"] == 24   # flag overrides the file
+    assert cli.main(["train", "--shards", str(tmp_path / "nothing"), "--output", str(out)]) == 2

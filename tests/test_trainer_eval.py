@@ -127,3 +127,18 @@ def test_split_balanced_is_per_class_and_seeded():
     a, b = split_balanced(y, 0.5, seed=3)
     assert sorted(a + b) == list(range(16)) and sum(1 for i in b if y[i] == 1) == 3
     assert split_balanced(y, 0.5, seed=3) == (a, b) and split_balanced(y, 0.5, seed=4) != (a, b)
+
+
+def test_cli_linear_probe_on_real_images(tmp_path):
+    root = tmp_path / "imgs"
+    for c in ("frog", "ship", "truck"):
+        (root / c).mkdir(parents=True)
+        for i in range(6):
+            os.symlink(CIFAR / c / f"{i:04d}.jpg", root / c / f"{i:04d}.jpg")
+    out = tmp_path / "lp.json"
+    assert cli.main(["eval-linear-probe", "--random-init", "--train", str(root), "--c-values", "0.1,10",
+                     "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["n_test"] == 9 and res["n_train"] + res["n_val"] == 9 and res["n_features"] == 64
+    assert res["classes"] == ["frog", "ship", "truck"] and 0.0 <= res["top1"] <= 1.0
+    assert res["best_C"] in (0.1, 10.0)
