@@ -138,3 +138,39 @@ def test_config_validation():
         DedupeConfig(mode="pixels")
     with pytest.raises(ValueError, match="lsh_bands"):
         DedupeConfig(lsh_bands=10, lsh_rows=20)
+
+
+def test_decontam_index_phash_and_embedding(tmp_path):
+    """The eval index finds a re-encoded eval image by pHash, and by embedding cosine when
+    an embedder is given (a plain pixel embedder stands in for a CLIP model here)."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from clipcurate.dedupe.decontam import build_index
+    from clipcurate.dedupe.phash import phash_bytes
+    from clipcurate.dedupe.synth import encode_jpeg
+
+    imgs = sorted((DATA / "imagenet-sample-images-subset").glob("*.JPEG"))[:6]
+    with tarfile.open(tmp_path / "eval-000.tar", "w") as tar:   # a webdataset shard
+        for p in imgs[:4]:
+            data = p.read_bytes()
+            info = tarfile.TarInfo(f"{p.stem}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    def embed(images):
+        v = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("L").resize((16, 16)), np.float32).ravel()
+                      for b in images])
+        v -= v.mean(axis=1, keepdims=True)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    index = build_index([f"wds={tmp_path / 'eval-000.tar'}"], 6, embedder=embed)
+    assert index.images == {"wds": 4} and index.emb.shape == (4, 256)
+    copy = encode_jpeg(Image.open(imgs[2]).convert("RGB").resize((200, 150)), 60)
+    assert index.match_phash(phash_bytes(copy)) == ("wds", f"{tmp_path / 'eval-000.tar'}:{imgs[2].stem}.jpg")
+    assert index.match_embedding(embed([copy])[0], 0.95)[1].endswith(imgs[2].stem + ".jpg")
+    other = imgs[5].read_bytes()
+    assert index.match_phash(phash_bytes(other)) is None
+    assert index.match_embedding(embed([other])[0], 0.95) is None
