@@ -82,7 +82,24 @@ def test_gpu_fallbacks_and_errors(models):
     s = ClipScorer(gpu, device="cuda", decode="gpu")
     res = s.score(batch, ["x"] * 5)
     assert [e is None for e in res.errors] == [True, True, False, False, True]
-    assert s._gpu.stats == {"gpu_decoded": 2, "cpu_fallback": 1}
+    assert s._gpu.stats == {"gpu_decoded": 2, "cpu_fallback": 1, "resize_calls": 2}
+
+
+def test_gpu_same_shape_images_resized_in_one_call_equal_one_by_one(models):
+    """Downloader-made 256x256 JPEGs share one resize call; the pixels equal the per-image path."""
+    from clipcurate.download.config import DownloadConfig
+    from clipcurate.download.image import process_image
+    _, gpu = models
+    raw, caps = photos(12)
+    cfg = DownloadConfig(image_size=256, resize_mode="center_crop", encode_quality=95)
+    images = [process_image(b, cfg).image for b in raw[:8]] + raw[8:]  # 8 same-size + 4 raw
+    s = ClipScorer(gpu, device="cuda", precision="fp32", decode="gpu")
+    px, ok, errors = s.pixels(images)
+    assert ok == list(range(12)) and not errors and s._gpu.stats["resize_calls"] <= 5
+    one = torch.cat([s.pixels([b])[0] for b in images])
+    assert torch.allclose(px, one, atol=1e-4)
+    exact = ClipScorer(gpu, device="cuda", precision="fp32", decode="cpu").score(images, caps).scores
+    assert np.abs(s.score(images, caps).scores - exact).max() < 2e-2
 
 
 def test_handler_device_gpu_uses_cuda():

@@ -19,6 +19,7 @@ class ScoringConfig:
     top_fraction: float | None = None  # keep the global top fraction
     decode: str = "auto"              # cpu (Pillow, exact) | gpu (nvjpeg, CPU fallback) | auto
     decode_threads: int = 0           # Pillow decode threads per model process (CPU path)
+    tokenizer_backend: str = "auto"   # auto (Rust BPE if `tokenizers` is installed) | hf | python
     chunk_size: int = 0               # fixed model batch (0: 8 on CPU, 256 on CUDA), see scorer.py
     quantile: str = "exact"           # top_fraction cut: exact | approximate
     num_quantiles: int = 10001        # resolution of the approximate quantile sketch
@@ -35,6 +36,8 @@ class ScoringConfig:
             raise ValueError(f"scoring.precision={self.precision!r}: choose fp32, bf16 or fp16")
         if self.decode not in ("cpu", "gpu", "auto"):
             raise ValueError(f"scoring.decode={self.decode!r}: choose cpu, gpu or auto")
+        if self.tokenizer_backend not in ("auto", "hf", "python"):
+            raise ValueError(f"scoring.tokenizer_backend={self.tokenizer_backend!r}: choose auto, hf or python")
         if self.quantile not in ("exact", "approximate"):
             raise ValueError(f"scoring.quantile={self.quantile!r}: choose exact or approximate")
         if not 1 <= self.min_batch_size <= self.max_batch_size:

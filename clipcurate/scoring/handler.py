@@ -1,16 +1,19 @@
 """An open_clip ModelHandler for ``apache_beam.ml.inference.RunInference``.
 
-Input elements are records (dicts with ``image`` bytes and ``caption``); each comes back
-as ``PredictionResult(example=record, inference=ScoreResult dict, model_id=weights sha256)``.
-The model is loaded once per worker process by RunInference (``load_model``), batched
-between ``min_batch_size`` and ``max_batch_size``, and decoding + tokenisation happen
-inside ``run_inference`` so that the GPU can decode a whole batch at once.
+Input elements are records (dicts with ``image`` bytes and ``caption``, and usually the
+``tokens`` / ``caption_truncated`` fields that :class:`~.transforms.TokenizeCaptions` adds
+upstream); each comes back as ``PredictionResult(example=record, inference=ScoreResult
+dict, model_id=weights sha256)``.  The model is loaded once per worker process by
+RunInference (``load_model``), batched between ``min_batch_size`` and ``max_batch_size``;
+decoding happens inside ``run_inference`` so that the GPU can decode a whole batch at once.
+Records without ``tokens`` are tokenised here.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
@@ -45,12 +48,13 @@ class OpenClipModelHandler(ModelHandler[dict, PredictionResult, ClipScorer]):
         if device == "cpu":
             torch.set_num_threads(max(1, torch.get_num_threads()))
         return ClipScorer(loaded, device=device, precision=cfg.precision, decode=cfg.decode,
-                          decode_threads=cfg.decode_threads, chunk_size=cfg.chunk_size)
+                          decode_threads=cfg.decode_threads, chunk_size=cfg.chunk_size,
+                          tokenizer_backend=cfg.tokenizer_backend)
 
     def run_inference(self, batch: Sequence[dict], model: ClipScorer,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         res = model.score([r.get("image") for r in batch], [r.get("caption") or "" for r in batch],
-                          with_embeddings=self.with_embeddings)
+                          with_embeddings=self.with_embeddings, tokens=batch_tokens(batch, model))
         model_id = model.loaded.identity["weights_sha256"]
         for i, record in enumerate(batch):
             ok = res.errors[i] is None
@@ -68,3 +72,26 @@ class OpenClipModelHandler(ModelHandler[dict, PredictionResult, ClipScorer]):
 
     def get_metrics_namespace(self) -> str:
         return "clipcurate_scoring"
+
+
+def batch_tokens(batch: Sequence[dict], model: ClipScorer):
+    """(ids [n, context], truncated) from the records' ``tokens`` fields, tokenising in place
+    those that lack them; raises ValueError if upstream ids do not fit the model's context."""
+    missing = [i for i, r in enumerate(batch) if r.get("tokens") is None]
+    if len(missing) == len(batch):
+        return None
+    ctx = model.captions.context_length
+    ids = np.zeros((len(batch), ctx), np.int32)
+    truncated = [bool(r.get("caption_truncated")) for r in batch]
+    for i, r in enumerate(batch):
+        if r.get("tokens") is not None:
+            row = np.asarray(r["tokens"])
+            if row.shape != (ctx,):
+                raise ValueError(f"record {r.get('uid')}: tokens of shape {row.shape}, model context is {ctx}")
+            ids[i] = row
+    if missing:
+        more, more_trunc = model.captions([batch[i].get("caption") or "" for i in missing])
+        ids[missing] = more
+        for i, t in zip(missing, more_trunc):
+            truncated[i] = t
+    return ids, truncated

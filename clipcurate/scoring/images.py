@@ -85,58 +85,71 @@ class GpuPreprocess:
 
     ``__call__(images)`` returns (pixels [m, 3, H, W] float32 on ``device``, ok indices into
     ``images``, {index: error} for images that neither path could decode) and counts
-    ``gpu_decoded`` / ``cpu_fallback`` in :attr:`stats`.
+    ``gpu_decoded`` / ``cpu_fallback`` / ``resize_calls`` in :attr:`stats`.  The whole batch
+    is decoded by one ``decode_jpeg(list, device=...)`` call (batched nvjpeg); decoded
+    images of the same height x width (the usual case for bytes stored by our downloader,
+    which resizes to a fixed size) are resized, cropped and normalised by one call per shape.
     """
 
     def __init__(self, spec: PreprocessSpec, cpu_preprocess: Callable, device: str):
         self.spec, self.cpu_preprocess, self.device = spec, cpu_preprocess, torch.device(device)
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
-        self.stats = {"gpu_decoded": 0, "cpu_fallback": 0}
+        self.stats = {"gpu_decoded": 0, "cpu_fallback": 0, "resize_calls": 0}
 
-    def __call__(self, images: Sequence[bytes | None]):
+    def decode(self, images: Sequence[bytes | None]) -> dict[int, torch.Tensor]:
+        """{index: uint8 CHW tensor on the device} for the JPEGs nvjpeg could decode."""
         from torchvision.io import ImageReadMode, decode_jpeg
         jpeg_idx = [i for i, b in enumerate(images) if b and b[:3] == JPEG_MAGIC]
-        decoded: dict[int, torch.Tensor] = {}
-        if jpeg_idx:
-            datas = [torch.frombuffer(bytearray(images[i]), dtype=torch.uint8) for i in jpeg_idx]
-            try:
-                outs = decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
-                decoded = dict(zip(jpeg_idx, outs))
-            except RuntimeError:  # one bad image fails the batch: retry one by one
-                for i, d in zip(jpeg_idx, datas):
-                    try:
-                        decoded[i] = decode_jpeg(d, mode=ImageReadMode.RGB, device=self.device)
-                    except RuntimeError:
-                        pass
-        pixels: dict[int, torch.Tensor] = {i: self._resize_crop(t) for i, t in decoded.items()
-                                           if t.shape[-1] > 0 and t.shape[-2] > 0}
-        self.stats["gpu_decoded"] += len(pixels)
-        if pixels:  # one batched clamp + normalise for all GPU-decoded images
-            idx = list(pixels)
-            batch = torch.cat([pixels[i] for i in idx]).clamp_(0, 255).div_(255.0).sub_(self.mean).div_(self.std)
-            pixels = dict(zip(idx, batch.split(1)))
+        if not jpeg_idx:
+            return {}
+        datas = [torch.frombuffer(bytearray(images[i]), dtype=torch.uint8) for i in jpeg_idx]
+        try:
+            outs = decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
+            decoded = dict(zip(jpeg_idx, outs))
+        except RuntimeError:  # one bad image fails the batch: retry one by one
+            decoded = {}
+            for i, d in zip(jpeg_idx, datas):
+                try:
+                    decoded[i] = decode_jpeg(d, mode=ImageReadMode.RGB, device=self.device)
+                except RuntimeError:
+                    pass
+        return {i: t for i, t in decoded.items() if t.shape[-1] > 0 and t.shape[-2] > 0}
+
+    def __call__(self, images: Sequence[bytes | None]):
+        decoded = self.decode(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, t in decoded.items():
+            groups.setdefault(tuple(t.shape[-2:]), []).append(i)
+        out = torch.empty(len(images), 3, *self.spec.crop, device=self.device)
+        for idx in groups.values():  # one resize + normalise per distinct input shape
+            x = self._resize_crop(torch.stack([decoded[i] for i in idx]))
+            x = x.clamp_(0, 255).div_(255.0).sub_(self.mean).div_(self.std)
+            out[torch.tensor(idx, device=self.device)] = x
+        self.stats["gpu_decoded"] += len(decoded)
+        self.stats["resize_calls"] += len(groups)
         errors: dict[int, str] = {}
         for i in range(len(images)):
-            if i not in pixels:
+            if i not in decoded:
                 t, err = decode_cpu(images[i], self.cpu_preprocess)
                 if err:
                     errors[i] = err
                 else:
-                    pixels[i] = t.to(self.device, non_blocking=True).unsqueeze(0)
+                    out[i] = t.to(self.device, non_blocking=True)
                     self.stats["cpu_fallback"] += 1
-        ok = sorted(pixels)
-        if not ok:
-            return torch.empty(0, 3, *self.spec.crop, device=self.device), ok, errors
-        return torch.cat([pixels[i] for i in ok]), ok, errors
+        ok = [i for i in range(len(images)) if i not in errors]
+        return (out if len(ok) == len(images) else out[ok]), ok, errors
 
     def _resize_crop(self, img: torch.Tensor) -> torch.Tensor:
-        """uint8 CHW on device -> float [1, 3, crop_h, crop_w] in 0..255 (Resize shortest side, CenterCrop)."""
+        """uint8 [n, 3, h, w] on device -> float [n, 3, crop_h, crop_w] in 0..255
+        (Resize shortest side, CenterCrop)."""
         h, w = img.shape[-2:]
         s = self.spec.size
         nh, nw = (s, max(1, int(s * w / h))) if h <= w else (max(1, int(s * h / w)), s)
-        x = img.unsqueeze(0).float()
-        x = F.interpolate(x, size=(nh, nw), mode=self.spec.interpolation, antialias=True, align_corners=False)
+        x = img.float()
+        if (nh, nw) != (h, w):
+            x = F.interpolate(x, size=(nh, nw), mode=self.spec.interpolation, antialias=True,
+                              align_corners=False)
         ch, cw = self.spec.crop
         top, left = int(round((nh - ch) / 2.0)), int(round((nw - cw) / 2.0))
         x = x[..., max(top, 0):max(top, 0) + ch, max(left, 0):max(left, 0) + cw]

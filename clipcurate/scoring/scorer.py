@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from clipcurate.scoring.images import GpuPreprocess, decode_cpu, preprocess_spec
 from clipcurate.scoring.model import LoadedClip
+from clipcurate.scoring.tokens import CaptionTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +39,11 @@ class BatchScores:
     text_emb: np.ndarray | None = None
 
 
-def token_lengths(tokenizer, captions: Sequence[str]) -> list[int] | None:
-    """Untruncated token counts (with start/end tokens) for open_clip's SimpleTokenizer;
-    None for tokenizers that do not expose ``encode`` (HF tokenizers)."""
-    encode = getattr(tokenizer, "encode", None)
-    if encode is None or not hasattr(tokenizer, "sot_token_id"):
-        return None
-    clean = getattr(tokenizer, "clean_fn", None)
-    return [len(encode(clean(c) if clean else c)) + 2 for c in captions]
-
-
-def tokenize(tokenizer, captions: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
+def tokenize(tokenizer, captions: Sequence[str], backend: str = "auto") -> tuple[torch.Tensor, list[bool]]:
     """Tokenise as the model's own tokenizer does (truncating to its context length);
-    also return which captions were truncated."""
-    tokens = tokenizer(list(captions))
-    lengths = token_lengths(tokenizer, captions)
-    ctx = tokens.shape[-1]
-    truncated = [n > ctx for n in lengths] if lengths is not None else [False] * len(captions)
-    return tokens, truncated
+    also return which captions were truncated (see :class:`~.tokens.CaptionTokenizer`)."""
+    ids, truncated = CaptionTokenizer(tokenizer, backend)(captions)
+    return torch.from_numpy(ids).long(), truncated
 
 
 @dataclass
@@ -69,7 +57,7 @@ class ClipScorer:
     ``decode_threads``: Pillow decode threads for the CPU path (0: in the calling thread);
     ``chunk_size``: the model always runs on chunks of exactly this many rows (the last one
     padded), which makes every score bit-identical whatever the batch it arrived in
-    (0: 8 on the CPU, 256 on CUDA).
+    (0: 8 on the CPU, 256 on CUDA); ``tokenizer_backend``: see :class:`.tokens.CaptionTokenizer`.
     """
     loaded: LoadedClip
     device: str = "cpu"
@@ -77,6 +65,7 @@ class ClipScorer:
     decode: str = "cpu"
     decode_threads: int = 0
     chunk_size: int = 0
+    tokenizer_backend: str = "auto"
     _gpu: GpuPreprocess | None = field(default=None, init=False, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
@@ -97,6 +86,7 @@ class ClipScorer:
                             "decoding on the CPU")
         elif self.decode == "gpu":
             log.warning("clipcurate scoring: decode='gpu' needs a CUDA device; decoding on the CPU")
+        self.captions = CaptionTokenizer(self.loaded.tokenizer, self.tokenizer_backend)
         if self.decode_threads > 0:
             self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="clip-decode")
 
@@ -149,32 +139,40 @@ class ClipScorer:
         return torch.cat(imgs), torch.cat(txts)
 
     # -- the whole thing ---------------------------------------------------------------
-    def score(self, images: Sequence[bytes | None], captions: Sequence[str],
-              with_embeddings: bool = False) -> BatchScores:
-        """clip_score for each (image bytes, caption) pair; failures get NaN and an error."""
-        return next(self.score_many([(images, captions)], with_embeddings))
+    def score(self, images: Sequence[bytes | None], captions: Sequence[str] | None,
+              with_embeddings: bool = False, tokens=None) -> BatchScores:
+        """clip_score for each (image bytes, caption) pair; failures get NaN and an error.
+        ``tokens``: optional ``(ids [n, context], truncated)`` made upstream by
+        :class:`~.tokens.CaptionTokenizer` (then ``captions`` is not used)."""
+        return next(self.score_many([(images, captions, tokens)], with_embeddings))
 
     def score_many(self, batches, with_embeddings: bool = False):
-        """Yield :class:`BatchScores` for an iterable of (images, captions) batches, launching
-        batch i+1 (tokenise, decode, encode: asynchronous on CUDA) before waiting for the
-        results of batch i, so host work overlaps device work."""
+        """Yield :class:`BatchScores` for an iterable of (images, captions[, tokens]) batches
+        (``tokens`` as in :meth:`score`), launching batch i+1 (tokenise, decode, encode:
+        asynchronous on CUDA) before waiting for the results of batch i, so host work
+        overlaps device work."""
         pending = None
-        for images, captions in batches:
-            launched = self._launch(images, captions, with_embeddings)
+        for images, captions, *tokens in batches:
+            launched = self._launch(images, captions, with_embeddings, tokens[0] if tokens else None)
             if pending is not None:
                 yield self._finish(*pending)
             pending = launched
         if pending is not None:
             yield self._finish(*pending)
 
-    def _launch(self, images, captions, with_embeddings):
-        if len(images) != len(captions):
-            raise ValueError(f"{len(images)} images but {len(captions)} captions")
-        tokens, truncated = tokenize(self.loaded.tokenizer, [c or "" for c in captions])
+    def _launch(self, images, captions, with_embeddings, tokens=None):
+        if tokens is None:
+            tokens = self.captions([c or "" for c in captions])
+        ids, truncated = tokens
+        if len(images) != len(ids) or len(truncated) != len(ids):
+            raise ValueError(f"{len(images)} images but {len(ids)} token rows")
+        tokens = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        if self.device != "cpu":
+            tokens = tokens.pin_memory().to(self.device, non_blocking=True)
         pixels, ok, errors = self.pixels(images)
         img = txt = None
         if ok:
-            img, txt = self.embed_chunked(pixels, tokens[ok])
+            img, txt = self.embed_chunked(pixels, tokens if len(ok) == len(images) else tokens[ok])
         return len(images), ok, errors, truncated, img, txt, with_embeddings
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Beam wiring for scoring: :class:`Score` and :class:`WriteEmbeddings` (:class:`ScoreFilter`
 lives in :mod:`.filter`, free of torch, and is re-exported here).
 
-``Score`` runs :class:`~clipcurate.scoring.handler.OpenClipModelHandler` through
+``Score`` tokenises captions in its own step (:class:`TokenizeCaptions`, CPU, before the
+model), runs :class:`~clipcurate.scoring.handler.OpenClipModelHandler` through
 ``RunInference`` and counts stage ``score`` (undecodable images -> ``score_error``).
 ``ScoreFilter`` applies a threshold or a global top fraction (stage ``score_filter``,
 status ``low_score``) and reports the cut it chose as stats ``score_cut``.
@@ -24,11 +25,48 @@ from clipcurate.scoring.config import ScoringConfig
 from clipcurate.scoring.filter import ScoreFilter  # noqa: F401  (re-export)
 from clipcurate.scoring.handler import OpenClipModelHandler
 from clipcurate.scoring.model import describe_model
+from clipcurate.scoring.tokens import load_caption_tokenizer
 
 EMBEDDINGS = "embeddings"
 
 
 # -- Score ----------------------------------------------------------------------------------
+
+TOKEN_FIELDS = ("tokens", "caption_truncated")
+
+
+class _TokenizeBatch(beam.DoFn):
+    """list of records -> each record + ``tokens`` (int32 [context]) + ``caption_truncated``."""
+
+    def __init__(self, model: str, checkpoint: str | None, backend: str):
+        self.model, self.checkpoint, self.backend = model, checkpoint, backend
+        self.tokenizer = None
+
+    def setup(self):
+        self.tokenizer = load_caption_tokenizer(self.model, self.checkpoint, self.backend)
+
+    def process(self, records):
+        ids, truncated = self.tokenizer([r.get("caption") or "" for r in records])
+        for r, row, t in zip(records, ids, truncated):
+            yield dict(r, tokens=row, caption_truncated=t)
+
+
+class TokenizeCaptions(beam.PTransform):
+    """Records -> the same records with ``tokens`` (the model tokenizer's ids, int32
+    [context]) and ``caption_truncated``, computed in batches of up to ``batch_size`` on
+    the CPU before RunInference, so the model step only stacks ids.  Beam fuses it with
+    the model step unless something breaks fusion; each worker process (Dataflow runs one
+    per vCPU) tokenises its own elements.  :class:`Score` removes the fields again."""
+
+    def __init__(self, cfg: ScoringConfig, batch_size: int = 256):
+        super().__init__()
+        self.cfg, self.batch_size = cfg, batch_size
+
+    def expand(self, pcoll):
+        cfg = self.cfg
+        return (pcoll | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
+                | "Tokenize" >> beam.ParDo(_TokenizeBatch(cfg.model, cfg.checkpoint, cfg.tokenizer_backend)))
+
 
 class _SplitEmbeddings(beam.DoFn):
     """PredictionResult -> itself without embeddings; (uid, image_emb, text_emb) on a side output."""
@@ -48,6 +86,7 @@ class _ScoreDecide(CountingDoFn):
 
     def decide(self, pred):
         record, inf = pred.example, pred.inference
+        record = {k: v for k, v in record.items() if k not in TOKEN_FIELDS}
         if inf["error"] is not None:
             return "score_error", dict(record, error=inf["error"])
         return "ok", dict(record, clip_score=inf["clip_score"])
@@ -86,7 +125,8 @@ class Score(beam.PTransform):
     def expand(self, pcoll):
         cfg = self.cfg
         handler = OpenClipModelHandler(cfg, self.seed, with_embeddings=cfg.embeddings_dir is not None)
-        preds = pcoll | "RunInference" >> RunInference(handler)
+        preds = (pcoll | "TokenizeCaptions" >> TokenizeCaptions(cfg)
+                 | "RunInference" >> RunInference(handler))
         split = preds | "SplitEmbeddings" >> beam.ParDo(_SplitEmbeddings()).with_outputs(EMBEDDINGS, main="preds")
         out = apply_stage(split.preds, "Decide", _ScoreDecide(self.keep_rejects))
         model = (split.preds | "ModelId" >> beam.Map(lambda p: p.model_id)
