@@ -50,7 +50,9 @@ class DownloadConfig:
     max_pixels: int = 89_478_485     # refused from the header, before decode (bombs)
     # -- batching / resume ------------------------------------------------------------
     batch_size: int = 256            # records in flight per worker (>= concurrency keeps it busy)
-    decode_threads: int = 2          # image check/re-encode threads per worker
+    image_processes: int = -1        # image work in worker processes: -1 one per core, 0 threads here
+    image_nice: int = 5              # niceness added to image processes: the fetch loop runs first
+    decode_threads: int = 2          # threads for cache I/O (and image work when image_processes=0)
     cache_dir: str | None = None     # fetch cache keyed by uid, for resume
 
     def __post_init__(self):
@@ -62,6 +64,9 @@ class DownloadConfig:
                      "max_pixels", "batch_size", "max_url_length", "decode_threads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"download.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.image_processes < -1 or not 0 <= self.image_nice <= 19:
+            raise ValueError(f"download.image_processes must be >= -1 (got {self.image_processes!r}) and "
+                             f"download.image_nice in 0..19 (got {self.image_nice!r})")
         for name in ("retries", "max_redirects", "per_host_rate", "min_image_size", "max_aspect_ratio",
                      "backoff_base", "max_retry_after"):
             if getattr(self, name) < 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import email.utils
 import time
 import zlib
@@ -101,6 +102,10 @@ class _Decoder:
             raise ValueError(f"unsupported content-encoding {encoding!r}")
         self.pending_deflate = enc == "deflate"
 
+    @property
+    def compressed(self) -> bool:
+        return self.z is not None or self.pending_deflate
+
     def feed(self, data: bytes) -> bytes:
         """Decoded bytes of ``data``; raises OverflowError once the decoded size passes the cap."""
         if self.pending_deflate:  # zlib-wrapped (RFC) or raw deflate (common in practice)
@@ -135,12 +140,15 @@ class Fetcher:
         self.max_request_seconds = 0.0
         self._global: asyncio.Semaphore | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._inflate: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     def open(self) -> None:
         if self._session is not None:
             return
         self._global = asyncio.Semaphore(self.cfg.concurrency)
+        # gzip/deflate bodies are inflated here (zlib releases the GIL): the loop stays free
+        self._inflate = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="dl-inflate")
         # no connector-level limit: our semaphores bound concurrency, so no request can
         # spend its deadline queued inside aiohttp
         connector = aiohttp.TCPConnector(resolver=self.resolver, limit=0, limit_per_host=0,
@@ -154,6 +162,7 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            self._inflate.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> "Fetcher":
         self.open()
@@ -297,7 +306,10 @@ class Fetcher:
             if self.clock() > deadline:  # data keeps coming but the time is up
                 raise TimeoutError
             self.stats["bytes"] += len(chunk)
-            parts.append(decoder.feed(chunk))
+            if decoder.compressed:  # inflate (a bomb: up to the cap) in a thread, not on this loop
+                parts.append(await asyncio.get_running_loop().run_in_executor(self._inflate, decoder.feed, chunk))
+            else:
+                parts.append(decoder.feed(chunk))
         return b"".join(parts)
 
     def _header_block(self, values: list[str]) -> tuple[str, str] | None:

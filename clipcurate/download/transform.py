@@ -8,7 +8,8 @@ Input: candidate records (dicts with uid, url, caption, ...).  Output dict:
 * ``rejects``: failed rows (status, error, http_status, stage, reason; no image), when
   ``keep_rejects``;
 * ``stats``: one ``("download", {...})`` pair: requests, retries, robots fetches, bytes on
-  the wire, cache hits, max seconds of any request.
+  the wire, cache hits, max seconds of any request, max event-loop lag, wall-clock
+  time of the first submitted and last finished sample.
 
 Each worker keeps up to ``cfg.batch_size`` records in flight on one asyncio loop (a
 :class:`~.runner.DownloadRunner` made in ``setup``); results are emitted as they
@@ -77,8 +78,8 @@ class _DownloadDoFn(CountingDoFn):
 
     def _stats_delta(self) -> dict[str, float]:
         now = self._runner.stats()
-        out = {k: v - self._stats0.get(k, 0) for k, v in now.items() if not k.startswith("max_")}
-        out.update({k: v for k, v in now.items() if k.startswith("max_")})
+        out = {k: v - self._stats0.get(k, 0) for k, v in now.items() if not k.startswith(_EXTREMES)}
+        out.update({k: v for k, v in now.items() if k.startswith(_EXTREMES)})
         return out
 
     def teardown(self):
@@ -87,17 +88,22 @@ class _DownloadDoFn(CountingDoFn):
             self._runner = None
 
 
+_EXTREMES = ("max_", "min_")
+
+
 def merge_stats(dicts) -> dict[str, float]:
-    """Sum counters, take the max of ``max_*`` keys."""
+    """Sum counters, take the max of ``max_*`` keys and the min of ``min_*`` keys."""
     out: collections.Counter = collections.Counter()
-    maxes: dict[str, float] = {}
+    extremes: dict[str, float] = {}
     for d in dicts:
         for k, v in d.items():
             if k.startswith("max_"):
-                maxes[k] = max(maxes.get(k, 0), v)
+                extremes[k] = max(extremes.get(k, v), v)
+            elif k.startswith("min_"):
+                extremes[k] = min(extremes.get(k, v), v)
             else:
                 out[k] += v
-    return dict(sorted(out.items())) | maxes
+    return dict(sorted(out.items())) | dict(sorted(extremes.items()))
 
 
 class Download(beam.PTransform):

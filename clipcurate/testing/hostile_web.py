@@ -42,6 +42,7 @@ import asyncio
 import collections
 import gzip
 import io
+import os
 import random
 import struct
 import subprocess
@@ -330,12 +331,15 @@ class HostileWeb:
 
 
 def start_subprocess(image_dirs: list[Path], latency_ms: float = 0.0,
-                     max_seconds: float = 3600) -> tuple[subprocess.Popen, int]:
+                     max_seconds: float = 3600, nice: int = 0) -> tuple[subprocess.Popen, int]:
     """Run the server in a child process; returns (process, port).  The child exits when
-    its stdin closes (so when the parent dies) or after ``max_seconds``."""
+    its stdin closes (so when the parent dies) or after ``max_seconds``.  ``nice`` > 0
+    lowers its priority (benchmarks: the server stands for remote hosts, so it should not
+    take the client's CPU when the cores are saturated)."""
     cmd = [sys.executable, "-m", "clipcurate.testing.hostile_web", "--latency-ms", str(latency_ms),
            "--max-seconds", str(max_seconds), *map(str, image_dirs)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None)
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
