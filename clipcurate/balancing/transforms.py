@@ -20,6 +20,8 @@ the per-entry keep probabilities reach the sampler as one singleton side input
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import uuid as _uuid
 from typing import Any
 
@@ -32,12 +34,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 from clipcurate.balancing.config import BalanceConfig
 from clipcurate.balancing.entries import Metadata, MetadataError, load_metadata
 from clipcurate.balancing.matching import Matcher, active_entries
-from clipcurate.balancing.sampling import EntryCountFn, draw_keep, entry_probabilities, head_tail_summary, tally
-from clipcurate.pipelines.stage import COUNTS, REJECTS, CountingDoFn, count_elements
+from clipcurate.balancing.sampling import (EntryCountFn, draw_keep_head, entry_probabilities, head_probabilities,
+                                           head_tail_summary)
+from clipcurate.pipelines.stage import COUNTS, REJECTS, BatchCountingDoFn, count_elements, in_global_window
 
 ENTRY_COUNTS_FILE = "metaclip_entry_counts.parquet"
 STATS_NAME = "metaclip"
 ENTRY_COUNTS = "entry_counts"  # tagged output: one sparse {entry_id: n} per bundle
+BATCH_SIZE = 256  # records matched together; outputs and counts do not depend on it
 
 
 def load_checked(path: str, sha256: str) -> Metadata:
@@ -55,39 +59,45 @@ class _SharedMatcher:
         self.matcher = Matcher(load_checked(path, sha256).entries)
 
 
-class _TallyingDoFn(CountingDoFn):
-    """CountingDoFn that also sums matched entry ids of kept records per bundle (``ENTRY_COUNTS`` output)."""
+class _TallyingDoFn(BatchCountingDoFn):
+    """BatchCountingDoFn that also sums the matched entry ids of some records per bundle (``ENTRY_COUNTS``
+    output, one sparse ``{entry_id: n}``): of the records it keeps (``TALLY_KEPT``) or of those it drops."""
+
+    TALLY_KEPT = True
 
     def start_bundle(self):
         super().start_bundle()
-        self._tally: dict[int, int] = {}
+        self._tally: collections.Counter[int] = collections.Counter()
 
     def keep(self, record: dict[str, Any]):
-        tally(self._tally, record.get("matched") or ())
         return "ok", record
 
-    def process(self, record, **side):
-        """Fast path of CountingDoFn.process for 1:1 decisions (one less generator per element)."""
-        self._counts["in"] += 1
-        status, rec = self.decide(record, **side)
-        if status == "ok":
-            self._counts["kept"] += 1
-            return (rec,)
-        return self._emit(status, rec)
+    def decide_batch(self, records, **side):
+        decisions = super().decide_batch(records, **side)
+        want = self.TALLY_KEPT
+        self._tally.update(itertools.chain.from_iterable(
+            rec.get("matched") or () for status, rec in decisions if (status == "ok") is want))
+        return decisions
 
     def finish_bundle(self):
         yield from super().finish_bundle()
         if self._tally:
             yield beam.pvalue.TaggedOutput(
-                ENTRY_COUNTS, WindowedValue(self._tally, GlobalWindow().max_timestamp(), [GlobalWindow()]))
-        self._tally = {}
+                ENTRY_COUNTS, WindowedValue(dict(self._tally), GlobalWindow().max_timestamp(), [GlobalWindow()]))
+        self._tally = collections.Counter()
 
 
 class _MatchDoFn(_TallyingDoFn):
-    """Set ``matched``; drop records without caption, and (if asked) records matching nothing."""
+    """Set ``matched``; drop records without caption, and (if asked) records matching nothing.
 
-    def __init__(self, shared: Shared, path: str, sha256: str, drop_unmatched: bool, keep_rejects: bool):
-        super().__init__("match", keep_rejects)
+    Kept records leave as lists (one per decided batch) for :class:`_BalanceDoFn`: the
+    fusion break between the two (balancing waits for the global counts) then encodes
+    one element per batch instead of one per record.
+    """
+
+    def __init__(self, shared: Shared, path: str, sha256: str, drop_unmatched: bool, keep_rejects: bool,
+                 batch_size: int = BATCH_SIZE):
+        super().__init__("match", keep_rejects, batch_size=batch_size, emit_lists=True)
         self._shared, self._path, self._sha256 = shared, path, sha256
         self._drop_unmatched = drop_unmatched
         self._holder = None
@@ -107,18 +117,28 @@ class _MatchDoFn(_TallyingDoFn):
 
 
 class _BalanceDoFn(_TallyingDoFn):
-    """Keep a record with MetaCLIP's seeded draw; the side input is the per-entry probability array."""
+    """Keep a record with MetaCLIP's seeded draw; the side input is the per-entry probability array.
+
+    Input elements are lists of records (from :class:`_MatchDoFn`); outputs are records.  It tallies
+    the entries of the records it *drops* (few): counts after = counts before - those.
+    """
+
+    TALLY_KEPT = False
 
     def __init__(self, seed: int, keep_rejects: bool):
-        super().__init__("balance", keep_rejects)
+        super().__init__("balance", keep_rejects, input_lists=True)
         self._seed = seed
+        self._probs: np.ndarray | None = None
+        self._head: dict[int, float] = {}
 
     def decide(self, record: dict[str, Any], probs: np.ndarray):
         uid = record.get("uid")
         if not isinstance(uid, str) or not uid:
             return "malformed_row", record
         matched = record.get("matched") or []
-        if not matched or draw_keep(self._seed, uid, matched, probs):
+        if probs is not self._probs:  # the side input: once per bundle at most
+            self._probs, self._head = probs, head_probabilities(probs)
+        if not matched or draw_keep_head(self._seed, uid, matched, self._head):
             return self.keep(record)
         return "balanced_out", record
 
@@ -150,14 +170,17 @@ class MetaClipCurate(beam.PTransform):
     def expand(self, pcoll):
         if not self.active:
             return self._pass_through(pcoll)
-        match = _MatchDoFn(self._shared, self.cfg.metadata, self.sha256, self.cfg.drop_unmatched, self.keep_rejects)
+        match = _MatchDoFn(self._shared, self.cfg.metadata, self.sha256, self.cfg.drop_unmatched, self.keep_rejects,
+                           batch_size=BATCH_SIZE if in_global_window(pcoll) else 1)
         m = pcoll | "Match" >> beam.ParDo(match).with_outputs(COUNTS, REJECTS, ENTRY_COUNTS, main="kept")
         before = m[ENTRY_COUNTS] | "CountBefore" >> beam.CombineGlobally(EntryCountFn(self.num_entries))
         probs = before | "Probabilities" >> beam.Map(entry_probabilities, self.cfg.t)
         b = (m.kept | "Balance" >> beam.ParDo(_BalanceDoFn(self.seed, self.keep_rejects),
                                                probs=beam.pvalue.AsSingleton(probs))
              .with_outputs(COUNTS, REJECTS, ENTRY_COUNTS, main="kept"))
-        after = b[ENTRY_COUNTS] | "CountAfter" >> beam.CombineGlobally(EntryCountFn(self.num_entries))
+        dropped = b[ENTRY_COUNTS] | "CountDropped" >> beam.CombineGlobally(EntryCountFn(self.num_entries))
+        after = dropped | "CountAfter" >> beam.Map(_minus,
+                                                   before=beam.pvalue.AsSingleton(before))
         stats = before | "Stats" >> beam.Map(
             _make_stats, after=beam.pvalue.AsSingleton(after), path=self.cfg.metadata, sha256=self.sha256,
             extra=dict(self.summary, seed=self.seed, drop_unmatched=self.cfg.drop_unmatched),
@@ -175,6 +198,11 @@ class MetaClipCurate(beam.PTransform):
                 "counts": counts | "FlattenCounts" >> beam.Flatten(),
                 "rejects": p | "NoRejects" >> beam.Create([]),
                 "stats": p | "Stats" >> beam.Create([(STATS_NAME, {"enabled": False, "metadata": self.cfg.metadata})])}
+
+def _minus(dropped: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Per-entry counts after balancing: before minus the entries of the records balancing dropped."""
+    return before - dropped
+
 
 def _make_stats(before: np.ndarray, after: np.ndarray, path: str, sha256: str, extra: dict, t: int,
                 stats_dir: str | None) -> tuple[str, dict]:

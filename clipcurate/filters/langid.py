@@ -102,6 +102,7 @@ class FastTextIdentifier:
         self.model_path = Path(model_path) if model_path else bundled_fasttext_model()
         self._predict = fasttext.load_model(str(self.model_path)).f.predict
         self._labels: frozenset[str] | None = None
+        self._codes: dict[str, str] = {}  # fastText label -> normalised code
 
     def detect(self, text: str) -> tuple[str, float]:
         if not has_letters(text):
@@ -118,7 +119,10 @@ class FastTextIdentifier:
         if not pred:
             return UNDETERMINED, 0.0
         prob, label = pred[0]
-        return normalize_code(label), min(float(prob), 1.0)
+        code = self._codes.get(label)
+        if code is None:
+            code = self._codes[label] = normalize_code(label)
+        return code, min(float(prob), 1.0)
 
     def labels(self) -> frozenset[str]:
         if self._labels is None:

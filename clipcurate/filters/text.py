@@ -25,10 +25,11 @@ import apache_beam as beam
 from clipcurate.filters.config import TextFilterConfig
 from clipcurate.filters.langid import (BACKENDS, LanguageIdentifier, check_backend, get_identifier,
                                        normalize_code)
-from clipcurate.pipelines.stage import CountingDoFn, apply_stage
+from clipcurate.pipelines.stage import BatchCountingDoFn, apply_stage
 from clipcurate.schemas.status import OK
 
 STAGE = "filter"
+BATCH_SIZE = 256  # records decided together in Beam (outputs and counts do not depend on it)
 
 # A caption ending in one of these (".jpg", ...) is a file name.
 MEDIA_EXTENSIONS = frozenset({
@@ -83,7 +84,10 @@ def is_junk_alt(text: str) -> bool:
         return True
     if "://" in text or "www." in text.lower():
         text = _URL.sub(" ", text)
-    return all(run.lower() in JUNK_WORDS for run in _LETTER_RUN.findall(text))
+    for run in _LETTER_RUN.finditer(text):  # stops at the first non-generic word (most captions: the first)
+        if run.group().lower() not in JUNK_WORDS:
+            return False
+    return True
 
 
 def validate_config(cfg: TextFilterConfig) -> frozenset[str]:
@@ -132,42 +136,77 @@ class CaptionFilter:
 
     def check(self, caption: str | None) -> tuple[str, str | None, float | None]:
         """Status of ``caption`` (``"ok"`` or a drop reason) and its language/score (None if not run)."""
+        status, text = self.precheck(caption)
+        if status is not None:
+            return status, None, None
+        return self._language_status(*self._detect(text))
+
+    def precheck(self, caption: str | None) -> tuple[str | None, str]:
+        """Checks 1-2 (lengths, junk): ``(status, "")`` when one decides, else ``(None, stripped text)``.
+
+        A ``None`` status means the caption goes on to language identification; with no
+        identifier (backend ``none`` or ``enabled=False``) ``"ok"`` is returned instead.
+        """
         cfg = self.cfg
         if not cfg.enabled:
-            return OK, None, None
+            return OK, ""
         text = caption.strip() if isinstance(caption, str) else ("" if caption is None else str(caption).strip())
         n_chars = len(text)
         if n_chars < cfg.min_chars:
-            return "too_short", None, None
+            return "too_short", ""
         if n_chars > cfg.max_chars:
-            return "too_long", None, None
+            return "too_long", ""
         n_words = len(text.split())
         if n_words < cfg.min_words:
-            return "too_short", None, None
+            return "too_short", ""
         if n_words > cfg.max_words:
-            return "too_long", None, None
+            return "too_long", ""
         if cfg.junk_filter and is_junk_alt(text):
-            return "junk_alt", None, None
+            return "junk_alt", ""
         if self._detect is None:
-            return OK, None, None
-        lang, score = self._detect(text)
+            return OK, ""
+        return None, text
+
+    def _language_status(self, lang: str, score: float) -> tuple[str, str, float]:
         if (self.languages and lang not in self.languages) or score < self._min_score:
             return "lang", lang, score
         return OK, lang, score
 
+    def check_batch(self, captions: list[str | None]) -> list[tuple[str, str | None, float | None]]:
+        """``[check(c) for c in captions]``, computed checks-first then language id on the survivors
+        (the language model stays hot in cache for the whole batch)."""
+        pre = [self.precheck(c) for c in captions]
+        todo = [text for status, text in pre if status is None]
+        found = iter(self._detect_batch(todo) if todo else ())
+        return [(status, None, None) if status is not None else self._language_status(*next(found))
+                for status, _ in pre]
+
+    def _detect_batch(self, texts: list[str]) -> list[tuple[str, float]]:
+        detect = self._detect
+        return [detect(t) for t in texts]
+
     def apply(self, record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """``(status, record)``; a new dict with ``language``/``language_score`` when they were set."""
-        status, lang, score = self.check(record.get("caption"))
-        if lang is not None:
-            record = dict(record, language=lang, language_score=score)
-        return status, record
+        return _annotate(record, *self.check(record.get("caption")))
+
+    def apply_batch(self, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """``[apply(r) for r in records]`` via :meth:`check_batch`."""
+        results = self.check_batch([r.get("caption") for r in records])
+        return [_annotate(r, *res) for r, res in zip(records, results)]
 
 
-class _TextFilterDoFn(CountingDoFn):
-    """CountingDoFn around :class:`CaptionFilter`; the model is loaded once per process in setup."""
+def _annotate(record: dict[str, Any], status: str, lang: str | None, score: float | None):
+    """``(status, record)``: a copy with ``language``/``language_score`` set when ``lang`` is not None."""
+    if lang is not None:
+        record = dict(record, language=lang, language_score=score)
+    return status, record
 
-    def __init__(self, cfg: TextFilterConfig, keep_rejects: bool):
-        super().__init__(STAGE, keep_rejects)
+
+class _TextFilterDoFn(BatchCountingDoFn):
+    """BatchCountingDoFn around :class:`CaptionFilter`; the model is loaded once per process in setup."""
+
+    def __init__(self, cfg: TextFilterConfig, keep_rejects: bool, batch_size: int = BATCH_SIZE):
+        super().__init__(STAGE, keep_rejects, batch_size=batch_size)
         self.cfg = cfg
         self._core: CaptionFilter | None = None
 
@@ -176,6 +215,9 @@ class _TextFilterDoFn(CountingDoFn):
 
     def decide(self, record):
         return self._core.apply(record)
+
+    def decide_batch(self, records):
+        return self._core.apply_batch(records)
 
 
 class TextFilter(beam.PTransform):
