@@ -1,0 +1,51 @@
+"""The DFN experiment's data preparation: disjoint class-balanced splits, a known corruption
+fraction, noise words free of CIFAR-10 class names (the full loop runs as experiments/dfn_loop.py)."""
+from __future__ import annotations
+
+import collections
+import re
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("dfn_loop", ROOT / "experiments" / "dfn_loop.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["dfn_loop"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+dfn = _load()
+
+
+def test_splits_are_disjoint_and_class_balanced():
+    parts = dfn.split_cifar(10, 5, 20)
+    files = {k: {p for p, _ in v} for k, v in parts.items()}
+    assert not (files["eval"] & files["clean"]) and not (files["eval"] & files["pool"]) and not (files["clean"] & files["pool"])
+    for name, n in (("eval", 10), ("clean", 5), ("pool", 20)):
+        assert collections.Counter(y for _, y in parts[name]) == {y: n for y in range(10)}
+        assert all(p.is_file() and p.parent.name == dfn.CLASSES[y] for p, y in parts[name])
+
+
+def test_corruption_fraction_and_kinds():
+    words = dfn.noise_words()
+    assert len(words) > 300 and not set(words) & set(dfn.CLASSES)
+    pool = dfn.split_cifar(0, 0, 200)["pool"]
+    caps = [dfn.caption_for(p, y, 0, 0.4, words) for p, y in pool]
+    kinds = collections.Counter(k for _, k in caps)
+    assert abs(kinds["clean"] / len(caps) - 0.6) < 0.03
+    assert abs(kinds["wrong_class"] - kinds["random_words"]) < 0.05 * len(caps)
+    for (caption, kind), (_, y) in zip(caps, pool):
+        named = [c for c in dfn.CLASSES if c in re.findall(r"[a-z]+", caption)]
+        if kind == "clean":
+            assert named == [dfn.CLASSES[y]]
+        elif kind == "wrong_class":
+            assert len(named) == 1 and named[0] != dfn.CLASSES[y]
+        else:
+            assert not named
+    assert [dfn.caption_for(p, y, 0, 0.4, words) for p, y in pool[:20]] == caps[:20]  # seeded
+    assert [dfn.caption_for(p, y, 1, 0.4, words) for p, y in pool[:20]] != caps[:20]
