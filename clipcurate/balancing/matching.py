@@ -20,6 +20,7 @@ match (see :func:`active_entries`).
 """
 from __future__ import annotations
 
+import operator
 import re
 
 try:
@@ -29,6 +30,7 @@ except ImportError as _e:  # pragma: no cover - dependency is declared in pyproj
 
 WRAPPED_PUNCT = (",", ".", ";", ":", "?", "!", "`")
 SPACED_CHARS = ("\t", "\n", "\r")
+_VALUE = operator.itemgetter(1)  # (end index, entry id) -> entry id
 _UNMATCHABLE = re.compile("[" + re.escape("".join(WRAPPED_PUNCT + SPACED_CHARS)) + "]")
 
 
@@ -81,7 +83,7 @@ class Matcher:
         """Sorted, unique ids of the entries found in ``caption`` (MetaCLIP semantics)."""
         if not self.num_active:
             return []
-        return sorted({i for _, i in self._automaton.iter(spacing(caption))})
+        return sorted(set(map(_VALUE, self._automaton.iter(spacing(caption)))))
 
     def memory_bytes(self) -> int:
         """Size of the automaton's trie as reported by pyahocorasick."""

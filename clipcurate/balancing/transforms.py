@@ -12,11 +12,14 @@ and returns ``{"kept", "counts", "rejects", "stats"}``:
   t, seed, head/tail summary); with ``stats_dir`` also
   ``{stats_dir}/metaclip_entry_counts.parquet`` (entry_id, entry, count_before, count_after).
 
-Cost: the Aho-Corasick automaton is built once per worker process (``Shared``); the
-match and balance DoFns sum matched entries per bundle into a sparse dict, merged by
-one ``CombineGlobally`` into a dense count array (no per-element counting step); and
-the per-entry keep probabilities reach the sampler as one singleton side input
-(a float64 numpy array, 8 bytes per entry).
+Cost: the Aho-Corasick automaton is built once per worker process (``Shared``); both
+DoFns decide records in batches of ``BATCH_SIZE`` (:class:`BatchCountingDoFn`) and the
+matched records cross the fusion break before balancing as lists, one element per
+batch; the match DoFn sums the matched entries of what it keeps per bundle into a
+sparse dict, merged by one ``CombineGlobally`` into a dense count array (no
+per-element counting step), and the balance DoFn sums those of what it drops (few), so
+counts after = counts before - dropped; the per-entry keep probabilities reach the
+sampler as one singleton side input (a float64 numpy array, 8 bytes per entry).
 """
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def normalize_code(code: str) -> str:
 
 def has_letters(text: str) -> bool:
     """True when ``text`` holds at least one letter (any script)."""
-    return any(ch.isalpha() for ch in text)
+    return text[:1].isalpha() or any(ch.isalpha() for ch in text)
 
 
 def _mostly_upper(text: str) -> bool:
