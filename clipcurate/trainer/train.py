@@ -131,7 +131,8 @@ class _Progress:
         from tqdm import tqdm
         self.bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not cfg.progress,
                         dynamic_ncols=True)
-        self.log = open(os.path.join(cfg.output, "train_log.jsonl"), "a", encoding="utf-8")
+        # a resumed run continues its log; a fresh run starts a new one
+        self.log = open(os.path.join(cfg.output, "train_log.jsonl"), "a" if start else "w", encoding="utf-8")
         self.cfg = cfg
 
     def update(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
