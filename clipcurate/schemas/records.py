@@ -56,7 +56,10 @@ DOWNLOADED = pa.schema(_CANDIDATE_FIELDS + _DOWNLOAD_FIELDS + _SCORE_FIELDS
 FINAL = pa.schema(_CANDIDATE_FIELDS + _DOWNLOAD_FIELDS + _SCORE_FIELDS,
                   metadata={"clipcurate_kind": "final", "schema_version": str(SCHEMA_VERSION)})
 REJECT = pa.schema(_CANDIDATE_FIELDS + _DOWNLOAD_FIELDS + _SCORE_FIELDS
-                   + [pa.field("stage", pa.string()), pa.field("reason", pa.string())],
+                   + [pa.field("stage", pa.string()), pa.field("reason", pa.string()),
+                      pa.field("duplicate_of", pa.string()),   # uid of the kept sample (dedupe)
+                      pa.field("eval_set", pa.string()),       # decontamination: which eval set
+                      pa.field("eval_image", pa.string())],    # ... and which image in it
                    metadata={"clipcurate_kind": "reject", "schema_version": str(SCHEMA_VERSION)})
 
 SCHEMAS = {"candidate": CANDIDATE, "downloaded": DOWNLOADED, "final": FINAL, "reject": REJECT}
