@@ -24,6 +24,7 @@ sampler as one singleton side input (a float64 numpy array, 8 bytes per entry).
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import uuid as _uuid
 from typing import Any
@@ -35,7 +36,7 @@ from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from clipcurate.balancing.config import BalanceConfig
-from clipcurate.balancing.entries import Metadata, MetadataError, load_metadata
+from clipcurate.balancing.entries import Metadata, MetadataError, load_metadata, parse_entries, read_bytes
 from clipcurate.balancing.matching import Matcher, active_entries
 from clipcurate.balancing.sampling import (EntryCountFn, draw_keep_head, entry_probabilities, head_probabilities,
                                            head_tail_summary)
@@ -55,11 +56,24 @@ def load_checked(path: str, sha256: str) -> Metadata:
     return md
 
 
+def load_entries_checked(path: str, sha256: str) -> list[str]:
+    """The entries of the metadata file, failing clearly if it changed since the pipeline was built.
+
+    What workers need: unlike :func:`load_checked` it skips the summary counts (blank,
+    duplicate, unmatchable entries), which were computed and checked at construction.
+    """
+    data = read_bytes(path)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise MetadataError(f"metadata file {path} changed during the run: sha256 {digest} != {sha256}")
+    return parse_entries(data, path)
+
+
 class _SharedMatcher:
     """Weak-referenceable holder for one process-wide :class:`Matcher`."""
 
     def __init__(self, path: str, sha256: str):
-        self.matcher = Matcher(load_checked(path, sha256).entries)
+        self.matcher = Matcher(load_entries_checked(path, sha256))
 
 
 class _TallyingDoFn(BatchCountingDoFn):
@@ -210,14 +224,14 @@ def _minus(dropped: np.ndarray, before: np.ndarray) -> np.ndarray:
 def _make_stats(before: np.ndarray, after: np.ndarray, path: str, sha256: str, extra: dict, t: int,
                 stats_dir: str | None) -> tuple[str, dict]:
     """The ``("metaclip", {...})`` stats pair; writes the per-entry Parquet when ``stats_dir`` is set."""
-    md = load_checked(path, sha256)
-    active = np.zeros(len(md.entries), dtype=bool)
-    active[list(active_entries(md.entries).values())] = True
+    entries = load_entries_checked(path, sha256)
+    active = np.zeros(len(entries), dtype=bool)
+    active[list(active_entries(entries).values())] = True
     stats = dict(extra, **head_tail_summary(before, after, t, active))
-    stats["top_entries"] = [{"entry": md.entries[i], "count_before": int(before[i]), "count_after": int(after[i])}
+    stats["top_entries"] = [{"entry": entries[i], "count_before": int(before[i]), "count_after": int(after[i])}
                             for i in np.argsort(-before, kind="stable")[:20]]
     if stats_dir:
-        stats["entry_counts_parquet"] = write_entry_counts(stats_dir, md.entries, before, after)
+        stats["entry_counts_parquet"] = write_entry_counts(stats_dir, entries, before, after)
     return STATS_NAME, stats
 
 
