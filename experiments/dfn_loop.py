@@ -40,7 +40,6 @@ import webdataset as wds
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import open_clip  # noqa: E402
 
 from clipcurate.config import RunConfig  # noqa: E402
 from clipcurate.demo import serve_directory  # noqa: E402
@@ -64,8 +63,6 @@ CAPTION_TEMPLATES = [
     "an old snapshot showing a {c}", "there is a {c} here", "{c} photographed outdoors", "a tiny image of a {c}",
     "the {c} from my trip", "close-up of a {c}", "what a nice {c}", "a {c} seen from the side",
 ]
-MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
-open_clip.add_model_config(MODEL_CONFIGS)  # dfn-vit-tiny: a 32 px ViT that trains on 2 cores
 NOISE_SOURCES = ("Food101", "DescribableTextures", "SUN397", "Country211")
 log = logging.getLogger("dfn_loop")
 

@@ -49,3 +49,17 @@ def test_corruption_fraction_and_kinds():
             assert not named
     assert [dfn.caption_for(p, y, 0, 0.4, words) for p, y in pool[:20]] == caps[:20]  # seeded
     assert [dfn.caption_for(p, y, 1, 0.4, words) for p, y in pool[:20]] != caps[:20]
+
+
+def test_dfn_model_config_is_package_data_registered_in_a_fresh_process():
+    """A Beam worker process only imports clipcurate: dfn-vit-tiny must be known there."""
+    import subprocess
+    code = ("import open_clip; assert 'dfn-vit-tiny' not in open_clip.list_models(); "
+            "from clipcurate.scoring.model import register_model_configs, load_clip; "
+            "names = register_model_configs(); assert {'clipcurate-tiny', 'dfn-vit-tiny'} <= set(names), names; "
+            "m = load_clip('dfn-vit-tiny', random_init=True); "
+            "print(m.model.visual.image_size, m.tokenizer(['a cat']).shape[1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(32, 32) 16"

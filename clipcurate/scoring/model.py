@@ -10,8 +10,10 @@
   ``clipcurate-clip-v1`` format: ``{"format", "model_name", "state_dict", **extras}``,
   plain-typed so that ``torch.load(weights_only=True)`` reads it.
 
-The tiny architecture ``clipcurate-tiny`` (model_configs/clipcurate-tiny.json) is
-registered with open_clip on import; it trains on a couple of CPU cores.
+Every ``model_configs/*.json`` of this package is registered with open_clip on import
+(so Beam worker processes that import this module know them too): ``clipcurate-tiny``
+(64 px ViT) and ``dfn-vit-tiny`` (32 px ViT of the DFN experiment); both train on a
+couple of CPU cores.
 """
 from __future__ import annotations
 
@@ -36,10 +38,13 @@ MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def register_model_configs() -> None:
-    """Add this package's model configs (clipcurate-tiny, ...) to open_clip's registry once."""
-    if TINY_MODEL not in open_clip.list_models():
+def register_model_configs() -> list[str]:
+    """Add every ``model_configs/*.json`` of this package to open_clip's registry (once: a
+    rescan happens only when one of them is missing); return their names."""
+    names = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+    if not set(names) <= set(open_clip.list_models()):
         open_clip.add_model_config(MODEL_CONFIG_DIR)
+    return names
 
 
 register_model_configs()
