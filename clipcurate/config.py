@@ -25,8 +25,10 @@ from clipcurate.ingest.config import IngestConfig
 from clipcurate.scoring.config import ScoringConfig
 from clipcurate.sinks.config import SinkConfig
 
-STAGES = ("ingest", "filter", "dedupe_url", "match", "balance", "download", "dedupe_content",
-          "near_dup", "score", "write")
+# Stages a run can stop after (``until``), in pipeline order.  MetaCLIP matching and
+# balancing are one step ("balance"): balancing needs the global match counts.
+STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "balance", "download", "dedupe_content",
+          "near_dup", "decontam", "score", "score_filter")
 
 
 @dataclass

@@ -118,3 +118,16 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "nope-*.parquet" in proc.stderr
+
+
+@pytest.mark.parametrize("until,last", [("ingest", "ingest"), ("filter", "filter"), ("dedupe_url", "dedupe_url")])
+def test_until_stops_right_after_the_stage(tmp_path, until, last):
+    from clipcurate.config import RunConfig
+
+    cfg = RunConfig(until=until)
+    cfg.ingest.inputs = [str(DATA / "img2dataset-tests" / "test_1000.parquet")]
+    cfg.sink.output = str(tmp_path)
+    manifest = run(cfg, [], report=False)
+    assert list(manifest["stages"]) == ["ingest", "filter", "dedupe_url"][: ["ingest", "filter", "dedupe_url"].index(last) + 1] + ["write"]
+    rows = sum(pq.read_metadata(f).num_rows for f in (tmp_path / f"until_{until}").glob("*.parquet"))
+    assert rows == manifest["stages"][last]["kept"] == manifest["stages"]["write"]["kept"]

@@ -21,7 +21,7 @@ from clipcurate.sinks.shards import WriteShards
 
 log = logging.getLogger(__name__)
 
-TEXT_STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "match", "balance")
+TEXT_STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "balance")
 
 
 class _Collector:
@@ -46,60 +46,67 @@ def _flatten(p, pcolls, label):
     return tuple(pcolls) | label >> beam.Flatten()
 
 
-def build(p: beam.Pipeline, cfg: RunConfig, inputs: list[dict]) -> None:
-    """Add the whole curation pipeline to ``p``."""
+def _text_steps(cfg: RunConfig):
+    """(until-name, enabled, label, transform factory, stage names) for the text stages, in order."""
     from clipcurate.balancing.transforms import MetaClipCurate
-    from clipcurate.dedupe import ExactUrlDedupe, CaptionNearDedupe
+    from clipcurate.dedupe import CaptionNearDedupe, ExactUrlDedupe
     from clipcurate.filters.text import TextFilter
     from clipcurate.ingest import Ingest
 
-    keep = cfg.sink.keep_rejects
-    out = cfg.sink.output
-    c = _Collector()
-    recs = c.take(p | "Ingest" >> Ingest(cfg.ingest, keep_rejects=keep), "ingest")
-    recs = c.take(recs | "TextFilter" >> TextFilter(cfg.filter, keep_rejects=keep), "filter")
-    if cfg.dedupe.url:
-        recs = c.take(recs | "DedupeUrl" >> ExactUrlDedupe(keep_rejects=keep), "dedupe_url")
-    if cfg.until == "dedupe_url":
-        return _finish_text(p, cfg, c, recs, inputs)
-    if cfg.dedupe.caption_near and cfg.dedupe.mode == "caption":
-        recs = c.take(recs | "NearDupCaption" >> CaptionNearDedupe(cfg.dedupe, cfg.seed, keep_rejects=keep),
-                      "near_dup_caption")
-    if cfg.balance.enabled and cfg.balance.metadata:
-        recs = c.take(recs | "MetaCLIP" >> MetaClipCurate(cfg.balance, cfg.seed, keep_rejects=keep,
-                                                           stats_dir=join(out, "stats")),
-                      "match", "balance")
-    if cfg.until in TEXT_STAGES or not cfg.download.enabled:
-        return _finish_text(p, cfg, c, recs, inputs)
-    recs = _image_stages(cfg, c, recs)
-    _finish(p, cfg, c, recs, inputs, schema=FINAL, tar=cfg.sink.write_tar and cfg.until is None)
+    keep, d = cfg.sink.keep_rejects, cfg.dedupe
+    stats_dir = join(cfg.sink.output, "stats")
+    return [
+        ("ingest", True, "Ingest", lambda: Ingest(cfg.ingest, keep_rejects=keep), ("ingest",)),
+        ("filter", True, "TextFilter", lambda: TextFilter(cfg.filter, keep_rejects=keep), ("filter",)),
+        ("dedupe_url", d.url, "DedupeUrl", lambda: ExactUrlDedupe(keep_rejects=keep), ("dedupe_url",)),
+        ("near_dup_caption", d.caption_near and d.mode == "caption", "NearDupCaption",
+         lambda: CaptionNearDedupe(d, cfg.seed, keep_rejects=keep), ("near_dup_caption",)),
+        ("balance", bool(cfg.balance.enabled and cfg.balance.metadata), "MetaCLIP",
+         lambda: MetaClipCurate(cfg.balance, cfg.seed, keep_rejects=keep, stats_dir=stats_dir),
+         ("match", "balance")),
+    ]
 
 
-def _image_stages(cfg: RunConfig, c: _Collector, recs):
+def _image_steps(cfg: RunConfig):
+    """The same for the stages that carry image bytes."""
     from clipcurate.dedupe import Decontaminate, ExactContentDedupe, NearDedupe
     from clipcurate.download import Download
     from clipcurate.scoring import Score, ScoreFilter
 
-    keep = cfg.sink.keep_rejects
-    recs = c.take(recs | "Download" >> Download(cfg.download, keep_rejects=keep), "download")
-    if cfg.until == "download":
-        return recs
-    if cfg.dedupe.content:
-        recs = c.take(recs | "DedupeContent" >> ExactContentDedupe(keep_rejects=keep), "dedupe_content")
-    if cfg.dedupe.image_near or (cfg.dedupe.caption_near and cfg.dedupe.mode != "caption"):
-        recs = c.take(recs | "NearDup" >> NearDedupe(cfg.dedupe, cfg.seed, keep_rejects=keep), "near_dup")
-    if cfg.dedupe.eval_sets:
-        recs = c.take(recs | "Decontaminate" >> Decontaminate(cfg.dedupe, keep_rejects=keep), "decontam")
-    if cfg.until in ("dedupe_content", "near_dup", "decontam") or not cfg.scoring.enabled:
-        return recs
-    recs = c.take(recs | "Score" >> Score(cfg.scoring, seed=cfg.seed, keep_rejects=keep), "score")
-    if cfg.until != "score":
-        recs = c.take(recs | "ScoreFilter" >> ScoreFilter(cfg.scoring, keep_rejects=keep), "score_filter")
-    return recs
+    keep, d, s = cfg.sink.keep_rejects, cfg.dedupe, cfg.scoring
+    return [
+        ("download", True, "Download", lambda: Download(cfg.download, keep_rejects=keep), ("download",)),
+        ("dedupe_content", d.content, "DedupeContent", lambda: ExactContentDedupe(keep_rejects=keep),
+         ("dedupe_content",)),
+        ("near_dup", d.image_near or (d.caption_near and d.mode != "caption"), "NearDup",
+         lambda: NearDedupe(d, cfg.seed, keep_rejects=keep), ("near_dup",)),
+        ("decontam", bool(d.eval_sets), "Decontaminate", lambda: Decontaminate(d, keep_rejects=keep),
+         ("decontam",)),
+        ("score", s.enabled, "Score", lambda: Score(s, seed=cfg.seed, keep_rejects=keep), ("score",)),
+        ("score_filter", s.enabled and (s.threshold is not None or s.top_fraction is not None),
+         "ScoreFilter", lambda: ScoreFilter(s, keep_rejects=keep), ("score_filter",)),
+    ]
 
 
-def _finish_text(p, cfg, c, recs, inputs):
-    _finish(p, cfg, c, recs, inputs, schema=CANDIDATE, tar=False)
+def _apply_steps(p_or_recs, steps, cfg: RunConfig, c: "_Collector"):
+    """Apply enabled steps in order; return (records, stopped) -- stopped when ``cfg.until`` was reached."""
+    recs = p_or_recs
+    for name, enabled, label, make, stages in steps:
+        if enabled:
+            recs = c.take(recs | label >> make(), *stages)
+        if cfg.until == name:
+            return recs, True
+    return recs, False
+
+
+def build(p: beam.Pipeline, cfg: RunConfig, inputs: list[dict]) -> None:
+    """Add the whole curation pipeline to ``p``: text stages, then (unless stopped) image stages."""
+    c = _Collector()
+    recs, stopped = _apply_steps(p, _text_steps(cfg), cfg, c)
+    if stopped or not cfg.download.enabled:
+        return _finish(p, cfg, c, recs, inputs, schema=CANDIDATE, tar=False)
+    recs, stopped = _apply_steps(recs, _image_steps(cfg), cfg, c)
+    _finish(p, cfg, c, recs, inputs, schema=FINAL, tar=cfg.sink.write_tar and not stopped)
 
 
 def _finish(p, cfg: RunConfig, c: _Collector, recs, inputs: list[dict], *, schema, tar: bool) -> None:
