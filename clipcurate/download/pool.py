@@ -19,9 +19,12 @@ affected images are tried once more; an image that kills a worker twice is a
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
+import types
 from concurrent.futures.process import BrokenProcessPool
 
 from clipcurate.download.config import DownloadConfig
@@ -60,9 +63,25 @@ def _context():
 
 
 def _guard_installed() -> bool:
-    import sys
     mod = sys.modules.get("clipcurate.testing.netguard")
     return bool(mod is not None and mod.GUARD.installed)
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """Hide the parent's ``__main__`` while worker processes are started.
+
+    multiprocessing makes every spawned/forkserver child import the parent's main module
+    (a script, or Beam's sdk_worker_main): seconds of imports (Beam, torch, ...) per
+    worker that image work never needs.  Workers started inside this block get a bare
+    ``__main__`` instead.  The swap lasts only for the synchronous ``Process.start()``
+    calls."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _warm() -> None:
@@ -75,7 +94,9 @@ class ImagePool:
     ``cfg.image_processes`` worker processes (-1: one per core; 0: ``cfg.decode_threads``
     threads of this process).  ``submit`` never blocks: jobs are handed to the workers by
     feeder threads, so the caller (the fetch event loop) never waits on a pipe, a lock or
-    a process start.  Workers are started in the constructor.  ``close()`` stops them.
+    a process start.  Workers start in a background thread at construction (a worker
+    imports the parent's ``__main__`` module, as multiprocessing does, which can take
+    seconds), so the first fetches overlap with it.  ``close()`` stops them.
     """
 
     def __init__(self, cfg: DownloadConfig):
@@ -85,9 +106,17 @@ class ImagePool:
         self.closed = False
         self._lock = threading.Lock()
         self._generation = 0
-        self._executor = self._make()
+        self._executor: concurrent.futures.Executor | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._start, name="dl-image-start", daemon=True).start()
         feeders = cfg.decode_threads if self.processes == 0 else 2 * self.processes + 2
         self._feeder = concurrent.futures.ThreadPoolExecutor(feeders, thread_name_prefix="dl-image")
+
+    def _start(self) -> None:
+        try:
+            self._executor = self._make()
+        finally:
+            self._ready.set()
 
     def _make(self) -> concurrent.futures.Executor | None:
         if self.processes == 0:
@@ -95,7 +124,9 @@ class ImagePool:
         ex = concurrent.futures.ProcessPoolExecutor(
             self.processes, mp_context=_context(), initializer=_worker_init,
             initargs=(self.cfg.image_nice, _guard_installed()))
-        concurrent.futures.wait([ex.submit(_warm) for _ in range(self.processes)])  # start them all now
+        with _bare_main():  # each submit starts one worker now
+            warm = [ex.submit(_warm) for _ in range(self.processes)]
+        concurrent.futures.wait(warm)
         return ex
 
     def submit(self, body: bytes) -> concurrent.futures.Future:
@@ -107,6 +138,7 @@ class ImagePool:
         """``process_image(body, cfg)`` in a worker (blocking); a worker crash is retried once."""
         if self.processes == 0:
             return process_image(body, self.cfg)
+        self._ready.wait()
         for _ in range(2):
             with self._lock:
                 executor, generation = self._executor, self._generation
@@ -133,5 +165,6 @@ class ImagePool:
         with self._lock:
             self.closed = True
         self._feeder.shutdown(wait=False, cancel_futures=True)
+        self._ready.wait()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
