@@ -14,6 +14,7 @@ _WHERE = {
     "FetchResult": "fetch", "Fetcher": "fetch", "check_url": "fetch",
     "GuardedResolver": "guard", "PrivateAddressError": "guard", "address_allowed": "guard",
     "ImageResult": "image", "process_image": "image", "sniff": "image", "apply_outcome": "runner",
+    "ImagePool": "pool",
 }
 __all__ = sorted(_WHERE)
 
