@@ -12,6 +12,10 @@ reason.  :class:`CountingDoFn` wraps such a core for Beam.  It emits
 
 Counts are data (DESIGN.md): the manifest sums them from the ``counts`` output, and
 Beam metrics mirror them for progress only.
+
+:class:`BatchCountingDoFn` is the same contract for cores that are cheaper per batch
+(``decide_batch(records) -> [(status, record), ...]``, 1:1): it buffers records and decides
+them ``batch_size`` at a time, with the same outputs and counts as one at a time.
 """
 from __future__ import annotations
 
