@@ -84,15 +84,15 @@ def noise_words() -> list[str]:
 
 
 def split_cifar(eval_per_class: int, clean_per_class: int, pool_per_class: int) -> dict[str, list[tuple[Path, int]]]:
-    """Disjoint per-class ranges of file numbers: eval [0, e), clean [e, e+c), pool [e+c, e+c+p)."""
+    """Disjoint per-class ranges of file numbers: eval [0, e), pool [e, e+p), clean [e+p, e+p+c)
+    (the clean subset comes last, so a larger clean subset leaves eval split and pool unchanged)."""
     if eval_per_class + clean_per_class + pool_per_class > 1000:
         raise ValueError("CIFAR-10 test has 1000 images per class")
     parts: dict[str, list[tuple[Path, int]]] = {"eval": [], "clean": [], "pool": []}
-    for y, c in enumerate(CLASSES):
-        bounds = {"eval": (0, eval_per_class), "clean": (eval_per_class, eval_per_class + clean_per_class),
-                  "pool": (eval_per_class + clean_per_class, eval_per_class + clean_per_class + pool_per_class)}
-        for part, (a, b) in bounds.items():
-            parts[part] += [(CIFAR / c / f"{i:04d}.jpg", y) for i in range(a, b)]
+    e, p, c = eval_per_class, pool_per_class, clean_per_class
+    for y, name in enumerate(CLASSES):
+        for part, (a, b) in {"eval": (0, e), "pool": (e, e + p), "clean": (e + p, e + p + c)}.items():
+            parts[part] += [(CIFAR / name / f"{i:04d}.jpg", y) for i in range(a, b)]
     return parts
 
 
@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool-per-class", type=int, default=400)
     ap.add_argument("--corrupt", type=float, default=0.5, help="fraction of pool captions corrupted")
     ap.add_argument("--keep", type=float, default=0.5, help="top fraction kept by the filter network")
+    ap.add_argument("--extra-keeps", default="", help="comma list of further keep fractions, each run as one more "
+                    "filtered arm (pipeline + training + eval) against the same unfiltered baseline (ablation)")
     ap.add_argument("--filter-steps", type=int, default=120)
     ap.add_argument("--steps", type=int, default=200, help="steps of each of the two final trainings")
     ap.add_argument("--batch-size", type=int, default=128)
@@ -268,21 +270,30 @@ def main(argv: list[str] | None = None) -> dict:
         m_unf = run_pipeline(pipeline_config(work / "run_unfiltered", cands, args.seed, None, args.keep,
                                                args.model), beam_args)
         lap("pipeline_unfiltered", t0)
-        t0 = time.perf_counter()
-        m_fil = run_pipeline(pipeline_config(work / "run_filtered", cands, args.seed, filt["final_checkpoint"],
-                                             args.keep, args.model), beam_args)
-        lap("pipeline_filtered", t0)
-    quality = filter_quality(work / "run_filtered", truth)
+        m_fil = {}
+        for keep in [args.keep] + [float(k) for k in args.extra_keeps.split(",") if k]:
+            t0 = time.perf_counter()
+            m_fil[keep] = run_pipeline(pipeline_config(work / f"run_filtered_keep{keep}", cands, args.seed,
+                                                       filt["final_checkpoint"], keep, args.model), beam_args)
+            lap(f"pipeline_filtered_keep{keep}", t0)
 
-    results = {"seed": args.seed, "args": vars(args), "filter_network": filt, "filter_quality": quality}
-    for name, run_dir in (("unfiltered", work / "run_unfiltered"), ("filtered", work / "run_filtered")):
+    results = {"seed": args.seed, "args": vars(args), "filter_network": filt}
+    arms = [("unfiltered", work / "run_unfiltered", m_unf)] + [
+        ("filtered" if k == args.keep else f"filtered_keep{k}", work / f"run_filtered_keep{k}", m) for k, m in m_fil.items()]
+    for name, run_dir, manifest in arms:
         t0 = time.perf_counter()
         tr = train_clip(args.model, run_dir, work / f"clip_{name}", args.steps, args.batch_size, args.seed, args.lr, args.threads)
         lap(f"train_{name}", t0)
         t0 = time.perf_counter()
         results[name] = {"train": tr, "eval": evaluate(args.model, tr["final_checkpoint"], parts["eval"], args.seed),
-                         "shard_rows": (m_unf if name == "unfiltered" else m_fil)["total_samples"]}
+                         "shard_rows": manifest["total_samples"]}
+        if name != "unfiltered":
+            results[name]["filter_quality"] = filter_quality(run_dir, truth)
+            for metric in ("zeroshot_top1", "linear_probe_top1"):
+                results[name][f"delta_{metric}_points"] = 100 * (results[name]["eval"][metric]
+                                                                 - results["unfiltered"]["eval"][metric])
         lap(f"eval_{name}", t0)
+    results["filter_quality"] = results["filtered"]["filter_quality"]
     t0 = time.perf_counter()
     results["filter_network"]["eval"] = evaluate(args.model, filt["final_checkpoint"], parts["eval"], args.seed)
     lap("eval_filter_network", t0)
@@ -290,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                    - results["unfiltered"]["eval"]["zeroshot_top1"])
     results["delta_linear_probe_top1_points"] = 100 * (results["filtered"]["eval"]["linear_probe_top1"]
                                                        - results["unfiltered"]["eval"]["linear_probe_top1"])
-    results["manifests"] = {"unfiltered": m_unf, "filtered": m_fil}
+    results["manifests"] = {"unfiltered": m_unf} | {name: m for name, _, m in arms[1:]}
     results["timings_s"] = timings | {"total": round(time.perf_counter() - t_start, 1)}
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(summary_text(results))
@@ -298,22 +309,25 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def summary_text(r: dict) -> str:
-    q, u, f = r["filter_quality"], r["unfiltered"], r["filtered"]
-    lines = [
-        f"seed {r['seed']}; pool {q['reached_filter']} pairs reached the filter, {q['corrupted']} corrupted",
-        f"filter: removed {q['removed']}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, "
-        f"score AUC {q['score_auc_clean_vs_corrupted']:.3f}; clean fraction {q['clean_fraction_before']:.3f} -> "
-        f"{q['clean_fraction_kept']:.3f}",
-        f"{'':12}{'rows':>6}{'samples':>9}{'zs top1':>9}{'zs top5':>9}{'probe':>8}",
-    ]
-    for name, x in (("unfiltered", u), ("filtered", f)):
-        e = x["eval"]
-        lines.append(f"{name:12}{x['shard_rows']:>6}{x['train']['samples_seen']:>9}{e['zeroshot_top1']:>9.3f}"
-                     f"{e['zeroshot_top5']:>9.3f}{e['linear_probe_top1']:>8.3f}")
+    """A few printable lines: the filter's quality, each arm's numbers, the gains."""
+    q = r["filter_quality"]
+    arms = ["unfiltered", "filtered"] + sorted(k for k in r if k.startswith("filtered_keep"))
+    lines = [f"seed {r['seed']}; pool {q['reached_filter']} pairs reached the filter, {q['corrupted']} corrupted",
+             f"{'':20}{'rows':>6}{'samples':>9}{'zs top1':>9}{'zs top5':>9}{'probe':>8}{'zs gain':>9}"
+             f"{'P':>7}{'R':>7}{'AUC':>7}{'clean kept':>11}"]
+    for name in arms:
+        x, e = r[name], r[name]["eval"]
+        line = (f"{name:20}{x['shard_rows']:>6}{x['train']['samples_seen']:>9}{e['zeroshot_top1']:>9.3f}"
+                f"{e['zeroshot_top5']:>9.3f}{e['linear_probe_top1']:>8.3f}")
+        if name != "unfiltered":
+            fq = x["filter_quality"]
+            line += (f"{x['delta_zeroshot_top1_points']:>+9.1f}{fq['precision']:>7.3f}{fq['recall']:>7.3f}"
+                     f"{fq['score_auc_clean_vs_corrupted']:>7.3f}{fq['clean_fraction_kept']:>11.3f}")
+        lines.append(line)
     fe = r["filter_network"]["eval"]
-    lines.append(f"{'filter net':12}{'':>6}{r['filter_network']['samples_seen']:>9}{fe['zeroshot_top1']:>9.3f}"
+    lines.append(f"{'filter net':20}{'':>6}{r['filter_network']['samples_seen']:>9}{fe['zeroshot_top1']:>9.3f}"
                  f"{fe['zeroshot_top5']:>9.3f}{fe['linear_probe_top1']:>8.3f}")
-    lines.append(f"delta zero-shot top-1: {r['delta_zeroshot_top1_points']:+.1f} points; "
+    lines.append(f"delta zero-shot top-1 (keep {r['args']['keep']}): {r['delta_zeroshot_top1_points']:+.1f} points; "
                  f"linear probe: {r['delta_linear_probe_top1_points']:+.1f} points; total {r['timings_s']['total']} s")
     return "\n".join(lines)
 
