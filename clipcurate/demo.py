@@ -31,11 +31,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# The demo's URLs (and so its uids, balancing draws and shard bytes) include the port: a fixed
+# port makes two demo runs byte-identical.  If it is taken, a free port is used instead.
+DEMO_PORT = 48213
+
+
 @contextmanager
-def serve_directory(directory: str | os.PathLike):
-    """Serve ``directory`` on 127.0.0.1 (random port) in a background thread; yield base URL."""
+def serve_directory(directory: str | os.PathLike, port: int = 0):
+    """Serve ``directory`` on 127.0.0.1 in a background thread; yield the base URL.
+
+    ``port=0`` picks a free port; a busy fixed port falls back to a free one with a warning."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        print(f"note: port {port} is busy, serving on a free port (uids will differ from other runs)")
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -80,7 +91,7 @@ def run_demo(output: str = "demo_out", beam_args: list[str] | None = None) -> di
     from clipcurate.pipelines.curate import run
 
     out = Path(output).resolve()
-    with serve_directory(demo_dir()) as base:
+    with serve_directory(demo_dir(), DEMO_PORT) as base:
         candidates = write_candidates(base, out / "input" / "candidates.parquet")
         cfg = demo_config(str(out), str(candidates))
         manifest = run(cfg, beam_args or [])
