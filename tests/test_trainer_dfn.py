@@ -63,3 +63,25 @@ def test_dfn_model_config_is_package_data_registered_in_a_fresh_process():
                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(32, 32) 16"
+
+
+def test_growing_the_clean_subset_leaves_pool_and_eval_split_unchanged():
+    small, large = dfn.split_cifar(100, 150, 400), dfn.split_cifar(100, 300, 400)
+    assert small["pool"] == large["pool"] and small["eval"] == large["eval"]
+    assert set(small["clean"]) < set(large["clean"])
+
+
+def test_filter_ablation_quality_counts_removed_against_corrupted():
+    import numpy as np
+    spec = importlib.util.spec_from_file_location("dfn_filter_ablation", ROOT / "experiments" / "dfn_filter_ablation.py")
+    abl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(abl)
+    kinds = ["clean"] * 6 + ["wrong_class"] * 2 + ["random_words"] * 2
+    # scores: clean 1.0 .. 0.5, one corrupted pair of each kind scores high (0.9, 0.8)
+    scores = np.array([1.0, 0.95, 0.7, 0.6, 0.55, 0.5, 0.9, 0.1, 0.8, 0.0])
+    q = abl.quality(scores, kinds, [0.5])
+    # kept top 5: 1.0, 0.95, 0.9 (wrong), 0.8 (random), 0.7 -> removed 5, of which 2 corrupted
+    assert q["keep0.5"] == {"precision": 2 / 5, "recall": 2 / 4, "clean_fraction_kept": 3 / 5}
+    # AUC = share of (clean, corrupted) pairs ordered right: 16 of 24; per kind 8 of 12
+    assert abs(q["auc"] - 16 / 24) < 1e-12
+    assert abs(q["auc_wrong_class"] - 8 / 12) < 1e-12 and abs(q["auc_random_words"] - 8 / 12) < 1e-12
