@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when the CPU is shared)")
-    ap.add_argument("--port", type=int, default=0, help="loopback server port (0: a free one). URLs, hence uids, "
-                    "shard assignment and training order, include it: fix it for byte-identical reruns")
+    ap.add_argument("--port", type=int, default=18765, help="loopback server port (0: a free one; a busy one falls "
+                    "back to a free one with a note). URLs, hence uids, shard assignment and training order, "
+                    "include it: a fixed port makes reruns identical")
     ap.add_argument("--beam-args", default="", help="extra Beam options, space separated")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", force=True)
