@@ -32,7 +32,6 @@ import json
 import os
 import resource
 import sys
-import time
 from pathlib import Path
 
 import apache_beam as beam

@@ -7,9 +7,7 @@ import sys
 import time
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from clipcurate.download import Download, DownloadRunner

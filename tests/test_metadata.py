@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from clipcurate.balancing import cli
 from clipcurate.balancing.entries import MetadataError, load_metadata
 from clipcurate.balancing.matching import Matcher
-from clipcurate.balancing.metadata import (WORDNET_DIR, WORDNET_FILES, build_metadata, clean_entry, merge_sources,
+from clipcurate.balancing.metadata import (WORDNET_DIR, WORDNET_FILES, clean_entry, merge_sources,
                                            ngram_events, parse_wordnet_line, pmi, read_list_file, tokenize,
                                            wordnet_lemmas)
 from clipcurate.balancing.ngrams import CorpusNgrams

@@ -7,7 +7,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 from pathlib import Path
 from types import SimpleNamespace
 

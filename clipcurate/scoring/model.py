@@ -115,8 +115,18 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_name:
     if reserved:
         raise ValueError(f"checkpoint extra may not set {sorted(reserved)}")
     _check_plain(extra, "extra")
+    write_checkpoint_blob(path, checkpoint_blob(model, model_name, extra))
+    return file_sha256(path)
+
+
+def checkpoint_blob(model: torch.nn.Module, model_name: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The clipcurate-clip-v1 dict: format, model name, CPU copy of the weights, extra fields."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    blob = {"format": CHECKPOINT_FORMAT, "model_name": model_name, "state_dict": state, **extra}
+    return {"format": CHECKPOINT_FORMAT, "model_name": model_name, "state_dict": state, **extra}
+
+
+def write_checkpoint_blob(path: str | os.PathLike, blob: dict[str, Any]) -> Path:
+    """``torch.save(blob)`` to a temporary name in the same folder, then rename (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -128,7 +138,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_name:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return file_sha256(path)
+    return path
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -9,32 +9,18 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from clipcurate.scoring.model import CHECKPOINT_FORMAT, read_checkpoint
+from clipcurate.scoring.model import checkpoint_blob, read_checkpoint, write_checkpoint_blob
 
 
 def save_training_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_name: str,
                              train_state: dict[str, Any], train_config: dict[str, Any]) -> str:
     """Write weights + resumable state atomically (temp name, then rename); return the path."""
-    blob = {"format": CHECKPOINT_FORMAT, "model_name": model_name,
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "train_state": train_state, "train_config": train_config}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    blob = checkpoint_blob(model, model_name, {"train_state": train_state, "train_config": train_config})
+    write_checkpoint_blob(path, blob)
     return str(path)
 
 
