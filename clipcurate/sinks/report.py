@@ -128,15 +128,20 @@ def plot_caption_length(d: RunData, ax) -> str | None:
     if not kept:
         return "no captions in the kept rows"
     dropped = [len(c) for c in d.rejects.get("caption", []) if c is not None]
-    bins = np.histogram_bin_edges(kept + dropped, bins=40)
-    ax.hist(kept, bins=bins, alpha=0.7, label=f"kept ({len(kept):,})", color="#2a9d8f")
-    if dropped:
-        ax.hist(dropped, bins=bins, alpha=0.5, label=f"rejected ({len(dropped):,})", color="#e76f51")
+    _kept_dropped_hist(ax, kept, dropped, bins=40, dropped_label="rejected")
     ax.set_xlabel("caption length (characters)")
-    ax.set_ylabel("rows")
     ax.set_title("Caption length")
     ax.legend()
     return None
+
+
+def _kept_dropped_hist(ax, kept: list, dropped: list, *, bins: int, dropped_label: str) -> None:
+    """Overlaid histograms of kept and dropped values on shared bins."""
+    edges = np.histogram_bin_edges(kept + dropped, bins=bins)
+    ax.hist(kept, bins=edges, alpha=0.7, label=f"kept ({len(kept):,})", color="#2a9d8f")
+    if dropped:
+        ax.hist(dropped, bins=edges, alpha=0.5, label=f"{dropped_label} ({len(dropped):,})", color="#e76f51")
+    ax.set_ylabel("rows")
 
 
 def plot_image_size(d: RunData, ax) -> str | None:
@@ -171,15 +176,11 @@ def plot_scores(d: RunData, ax) -> str | None:
                if s is not None and st and st.startswith("score")]
     if not kept and not dropped:
         return "no clip_score values (scoring off or not reached)"
-    bins = np.histogram_bin_edges(kept + dropped, bins=50)
-    ax.hist(kept, bins=bins, alpha=0.7, color="#2a9d8f", label=f"kept ({len(kept):,})")
-    if dropped:
-        ax.hist(dropped, bins=bins, alpha=0.6, color="#e76f51", label=f"below the cut ({len(dropped):,})")
+    _kept_dropped_hist(ax, kept, dropped, bins=50, dropped_label="below the cut")
     cut = score_cut(d.manifest)
     if cut is not None:
         ax.axvline(cut, color="black", linestyle="--", label=f"cut = {cut:.4g}")
     ax.set_xlabel("CLIP score")
-    ax.set_ylabel("rows")
     ax.set_title("CLIP score and the cut")
     ax.legend()
     return None
