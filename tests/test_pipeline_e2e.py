@@ -131,3 +131,18 @@ def test_until_stops_right_after_the_stage(tmp_path, until, last):
     assert list(manifest["stages"]) == ["ingest", "filter", "dedupe_url"][: ["ingest", "filter", "dedupe_url"].index(last) + 1] + ["write"]
     rows = sum(pq.read_metadata(f).num_rows for f in (tmp_path / f"until_{until}").glob("*.parquet"))
     assert rows == manifest["stages"][last]["kept"] == manifest["stages"]["write"]["kept"]
+
+
+def test_rerun_with_fewer_rows_removes_stale_shards(tmp_path):
+    from clipcurate.config import RunConfig
+
+    cfg = RunConfig(until="filter")
+    cfg.ingest.inputs = [str(DATA / "img2dataset-tests" / "test_1000.parquet")]
+    cfg.sink.output = str(tmp_path)
+    cfg.sink.samples_per_shard = 100
+    first = run(cfg, [], report=False)
+    cfg.sink.samples_per_shard = 400
+    second = run(cfg, [], report=False)
+    assert len(second["shards"]) < len(first["shards"])
+    on_disk = sorted(p.name for p in (tmp_path / "until_filter").glob("*.parquet"))
+    assert on_disk == sorted(s["parquet"].rsplit("/", 1)[-1] for s in second["shards"])

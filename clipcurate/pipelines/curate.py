@@ -7,7 +7,6 @@ only what survives).  ``cfg.until`` stops after a stage and writes its records a
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import apache_beam as beam
@@ -18,10 +17,6 @@ from clipcurate.schemas.records import CANDIDATE, FINAL, REJECT
 from clipcurate.sinks import manifest as mf
 from clipcurate.sinks.files import join, read_bytes
 from clipcurate.sinks.shards import WriteShards
-
-log = logging.getLogger(__name__)
-
-TEXT_STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "balance")
 
 
 class _Collector:
@@ -161,11 +156,8 @@ def run(cfg: RunConfig, beam_args: list[str] | None = None, *, report: bool | No
     manifest = json.loads(read_bytes(join(cfg.sink.output, "manifest.json")))
     _remove_stale_shards(cfg.sink.output, manifest)
     if report if report is not None else cfg.sink.report:
-        try:
-            from clipcurate.sinks.report import write_report
-            write_report(cfg.sink.output)
-        except ImportError as e:  # report module optional at this point
-            log.warning("report not written: %s", e)
+        from clipcurate.sinks.report import write_report
+        write_report(cfg.sink.output)
     return manifest
 
 
@@ -174,7 +166,10 @@ def _remove_stale_shards(output: str, manifest: dict[str, Any]) -> None:
     from apache_beam.io.filesystems import FileSystems
 
     keep = {s[k] for s in manifest["shards"] + manifest["rejects"] for k in ("tar", "parquet") if k in s}
-    for sub, pattern in (("shards", "*.tar"), ("parquet", "*.parquet"), ("rejects", "*.parquet")):
+    dirs = [("shards", "*.tar"), ("parquet", "*.parquet"), ("rejects", "*.parquet")]
+    if manifest.get("until"):
+        dirs.append((f"until_{manifest['until']}", "*.parquet"))
+    for sub, pattern in dirs:
         for m in FileSystems.match([join(output, sub, pattern)])[0].metadata_list:
             if f"{sub}/{m.path.replace(chr(92), '/').rsplit('/', 1)[-1]}" not in keep:
                 FileSystems.delete([m.path])
