@@ -75,12 +75,17 @@ def test_topk_accuracy_counts_ranks():
     assert acc["top1"] == pytest.approx(1 / 3) and acc["top5"] == pytest.approx(2 / 3)
 
 
-def test_cli_eval_zeroshot_on_cifar_folder(tmp_path):
-    root = tmp_path / "imgs"
-    for c in ("cat", "ship", "truck"):
+def _cifar_folder(root, classes, per_class):
+    """An ImageFolder (root/<class>/NNNN.jpg) of symlinks to the first real CIFAR-10 test JPEGs."""
+    for c in classes:
         (root / c).mkdir(parents=True)
-        for i in range(4):
+        for i in range(per_class):
             os.symlink(CIFAR / c / f"{i:04d}.jpg", root / c / f"{i:04d}.jpg")
+    return root
+
+
+def test_cli_eval_zeroshot_on_cifar_folder(tmp_path):
+    root = _cifar_folder(tmp_path / "imgs", ("cat", "ship", "truck"), 4)
     out = tmp_path / "zs.json"
     parser = __import__("argparse").ArgumentParser()
     cli.add_parsers(parser.add_subparsers(dest="command"))
@@ -130,11 +135,7 @@ def test_split_balanced_is_per_class_and_seeded():
 
 
 def test_cli_linear_probe_on_real_images(tmp_path):
-    root = tmp_path / "imgs"
-    for c in ("frog", "ship", "truck"):
-        (root / c).mkdir(parents=True)
-        for i in range(6):
-            os.symlink(CIFAR / c / f"{i:04d}.jpg", root / c / f"{i:04d}.jpg")
+    root = _cifar_folder(tmp_path / "imgs", ("frog", "ship", "truck"), 6)
     out = tmp_path / "lp.json"
     assert cli.main(["eval-linear-probe", "--random-init", "--train", str(root), "--c-values", "0.1,10",
                      "--output", str(out)]) == 0
