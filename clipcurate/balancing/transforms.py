@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
-import uuid as _uuid
 from typing import Any
 
 import apache_beam as beam
@@ -238,23 +237,14 @@ def _make_stats(before: np.ndarray, after: np.ndarray, path: str, sha256: str, e
 def write_entry_counts(stats_dir: str, entries: list[str], before: np.ndarray, after: np.ndarray) -> str:
     """Write ``{stats_dir}/metaclip_entry_counts.parquet`` atomically (temp name, then rename); return its path."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
-    from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
+
+    from clipcurate.sinks.files import write_parquet_atomic
 
     table = pa.table({"entry_id": pa.array(np.arange(len(entries)), pa.int32()),
                       "entry": pa.array(entries, pa.string()),
                       "count_before": pa.array(before, pa.int64()),
                       "count_after": pa.array(after, pa.int64())})
     final = FileSystems.join(stats_dir, ENTRY_COUNTS_FILE)
-    tmp = FileSystems.join(stats_dir, f".{ENTRY_COUNTS_FILE}.{_uuid.uuid4().hex}.tmp")
-    if not FileSystems.exists(stats_dir):
-        FileSystems.mkdirs(stats_dir)
-    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        pq.write_table(table, f, compression="zstd")
-    try:
-        FileSystems.rename([tmp], [final])
-    except Exception:  # noqa: BLE001 - filesystems that refuse to overwrite: delete, then rename
-        FileSystems.delete([final])
-        FileSystems.rename([tmp], [final])
+    write_parquet_atomic(final, table)
     return final

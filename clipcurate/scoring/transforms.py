@@ -9,18 +9,16 @@ status ``low_score``) and reports the cut it chose as stats ``score_cut``.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
 
 from clipcurate.pipelines.stage import CountingDoFn, apply_stage
 from clipcurate.schemas.uid import shard_of
+from clipcurate.sinks.files import join, write_parquet_atomic
 from clipcurate.scoring.config import ScoringConfig
 from clipcurate.scoring.filter import ScoreFilter  # noqa: F401  (re-export)
 from clipcurate.scoring.handler import OpenClipModelHandler
@@ -170,10 +168,6 @@ def write_embedding_shard(directory: str, shard: int, rows: list) -> str:
         "image_embedding": pa.FixedSizeListArray.from_arrays(pa.array(img), dim_i),
         "text_embedding": pa.FixedSizeListArray.from_arrays(pa.array(txt), dim_t),
     })
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{shard:05d}.parquet")
-    fd, tmp = tempfile.mkstemp(prefix=f".{shard:05d}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    path = join(directory, f"{shard:05d}.parquet")
+    write_parquet_atomic(path, table)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 
@@ -21,12 +22,23 @@ def write_atomic(path: str, data: bytes) -> str:
     directory, name = posixpath.split(path) if "://" in path else _split_local(path)
     tmp = join(directory, f".tmp-{digest[:16]}-{name}")
     _mkdirs(directory)
-    with FileSystems.create(tmp) as fh:
+    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         fh.write(data)
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
     return digest
+
+
+def write_parquet_atomic(path: str, table) -> str:
+    """Write a pyarrow Table as zstd Parquet with :func:`write_atomic`; return its sha256."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return write_atomic(path, buf.getvalue())
 
 
 def read_bytes(path: str) -> bytes:
