@@ -14,13 +14,16 @@ behind 50 ms injected latency per request; our ``Download`` stage vs img2dataset
   start-up included (process spawn, imports, pipeline construction);
 * steady: successes / (last sample done - first sample started), each tool by its own
   clock: ours from the stage stats (``min_first_submit_unix``, ``max_last_done_unix``),
-  img2dataset from its shard stats (earliest ``start_time`` to latest ``end_time``).
+  img2dataset from its shard stats (earliest ``start_time`` to latest ``end_time``);
+* marginal (with two ``--n`` sizes): (n2 - n1) / (wall(n2) - wall(n1)), the rate at which
+  extra images go through once started, with start-up cancelled out and no tool's own
+  clock needed; and the CPU seconds (this process + reaped children) per extra image.
 
 The server runs in a child process at ``--server-nice`` (default 10): it stands for remote
 hosts, so when the cores are saturated it should not take the client's CPU.  The load
 average before each run is printed (other jobs may share the machine).
 
-    python benchmarks/bench_download.py [--hostile 1200 --good 800 --n 2000 --latency-ms 50]
+    python benchmarks/bench_download.py [--hostile 1200 --good 800 --n 2000 8000 --latency-ms 50]
 """
 from __future__ import annotations
 
@@ -139,26 +142,64 @@ def hostile_part(args) -> dict:
 def throughput_part(args) -> dict:
     proc, port = start_subprocess([IMAGES], latency_ms=args.latency_ms, nice=args.server_nice)
     tmp = Path(tempfile.mkdtemp(prefix="bench-dl-"))
+    sizes = sorted(set(args.n))
     try:
         names = sorted(p.name for p in IMAGES.glob("*.jpg"))
-        urls = [f"http://127.0.0.1:{port}/img/{names[i % len(names)]}?i={i}" for i in range(args.n)]
-        (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
         ours, base = [], []
         for _ in range(args.repeat):  # interleaved, so a change of machine load hits both
-            for workers in args.workers:
-                for image_processes in args.image_processes:
-                    ours.append(run_ours(urls, workers, image_processes, args.concurrency, tmp))
-            for procs, threads in args.img2dataset:
-                base.append(run_img2dataset(tmp, procs, threads, args.n))
+            for n in sizes:
+                urls = [f"http://127.0.0.1:{port}/img/{names[i % len(names)]}?i={i}&n={n}" for i in range(n)]
+                (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
+                for workers in args.workers:
+                    for image_processes in args.image_processes:
+                        ours.append(run_ours(urls, workers, image_processes, args.concurrency, tmp))
+                        print("ours", ours[-1], flush=True)
+                for procs, threads in args.img2dataset:
+                    base.append(run_img2dataset(tmp, procs, threads, n))
+                    print("img2dataset", base[-1], flush=True)
     finally:
         proc.stdin.close()
         proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
     best = lambda rows, key: max(rows, key=lambda r: r[key])[key]  # noqa: E731
-    return {"n": args.n, "latency_ms": args.latency_ms, "cores": os.cpu_count(), "server_nice": args.server_nice,
-            "ours": ours, "img2dataset": base,
-            "ratio_wall_best_vs_best": round(best(ours, "img_per_s") / best(base, "img_per_s"), 2),
-            "ratio_steady_best_vs_best": round(best(ours, "steady_img_per_s") / best(base, "steady_img_per_s"), 2)}
+    report = {"n": sizes, "latency_ms": args.latency_ms, "cores": os.cpu_count(), "server_nice": args.server_nice,
+              "ours": ours, "img2dataset": base}
+    for n in sizes:
+        o = [r for r in ours if r["n"] == n]
+        b = [r for r in base if r["n"] == n]
+        report[f"ratio_wall_best_vs_best_n{n}"] = round(best(o, "img_per_s") / best(b, "img_per_s"), 2)
+        report[f"ratio_steady_best_vs_best_n{n}"] = round(best(o, "steady_img_per_s") / best(b, "steady_img_per_s"), 2)
+    if len(sizes) > 1:  # marginal: what the extra images cost, start-up cancelled out
+        report["marginal"] = marginal(ours, base, sizes[0], sizes[-1])
+    return report
+
+
+def _key(r: dict) -> tuple:
+    return ("ours", r["workers"], r["image_processes"]) if "workers" in r else ("img2dataset", r["processes"], r["threads"])
+
+
+def marginal(ours: list, base: list, n1: int, n2: int) -> dict:
+    """Per configuration: (n2 - n1) / (wall(n2) - wall(n1)) images/s and the CPU per extra
+    image (this process + reaped children), from the medians over repeats; start-up cancels."""
+    import statistics
+
+    out = {}
+    for rows in (ours, base):
+        for key in sorted({_key(r) for r in rows}):
+            med = {n: {k: statistics.median(r[k] for r in rows if _key(r) == key and r["n"] == n)
+                       for k in ("wall_s", "cpu_s")} for n in (n1, n2)}
+            dw, dc = med[n2]["wall_s"] - med[n1]["wall_s"], med[n2]["cpu_s"] - med[n1]["cpu_s"]
+            out["/".join(map(str, key))] = {"img_per_s": round((n2 - n1) / dw, 1) if dw > 0 else None,
+                                            "cpu_ms_per_img": round(1000 * dc / (n2 - n1), 2)}
+    best = lambda tool: max(v["img_per_s"] or 0 for k, v in out.items() if k.startswith(tool))  # noqa: E731
+    out["ratio_best_vs_best"] = round(best("ours") / best("img2dataset"), 2)
+    return out
+
+
+def cpu_seconds() -> float:
+    """CPU of this process plus its reaped children (Beam workers, image workers, img2dataset's pool)."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path) -> dict:
@@ -166,13 +207,14 @@ def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path) -> 
                          per_host_concurrency=conc, batch_size=max(256, 2 * conc), image_size=256,
                          resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
                          image_processes=image_processes)
-    load0, t = load(), time.monotonic()
-    counts, stats = run_stage_counts([rec(u, i) for i, u in enumerate(urls)], cfg, workers, tmp)
-    wall = time.monotonic() - t
+    records = [rec(u, i) for i, u in enumerate(urls)]
+    load0, cpu0, t = load(), cpu_seconds(), time.monotonic()
+    counts, stats = run_stage_counts(records, cfg, workers, tmp)
+    wall, cpu = time.monotonic() - t, cpu_seconds() - cpu0
     ok = counts.get("kept", 0)
     span = stats["max_last_done_unix"] - stats["min_first_submit_unix"]
-    return {"workers": workers, "image_processes": image_processes, "concurrency": conc, "ok": ok,
-            "wall_s": round(wall, 2), "img_per_s": round(ok / wall, 1), "steady_s": round(span, 2),
+    return {"n": len(urls), "workers": workers, "image_processes": image_processes, "concurrency": conc, "ok": ok,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "img_per_s": round(ok / wall, 1), "steady_s": round(span, 2),
             "steady_img_per_s": round(ok / span, 1), "load_before": load0}
 
 
@@ -180,16 +222,16 @@ def run_img2dataset(tmp: Path, procs: int, threads: int, n: int) -> dict:
     from img2dataset import download
 
     out = tmp / f"i2d-{procs}-{threads}-{time.monotonic_ns()}"
-    load0, t = load(), time.monotonic()
+    load0, cpu0, t = load(), cpu_seconds(), time.monotonic()
     download(url_list=str(tmp / "urls.txt"), input_format="txt", output_folder=str(out), output_format="files",
              image_size=256, resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
              processes_count=procs, thread_count=threads, number_sample_per_shard=max(1, n // (2 * procs)),
              timeout=10, retries=0, enable_wandb=False, compute_hash="sha256", distributor="multiprocessing")
-    wall = time.monotonic() - t
+    wall, cpu = time.monotonic() - t, cpu_seconds() - cpu0
     shards = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
     ok = sum(s["successes"] for s in shards)
     span = max(s["end_time"] for s in shards) - min(s["start_time"] for s in shards)
-    return {"processes": procs, "threads": threads, "ok": ok, "wall_s": round(wall, 2),
+    return {"n": n, "processes": procs, "threads": threads, "ok": ok, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "img_per_s": round(ok / wall, 1), "steady_s": round(span, 2), "steady_img_per_s": round(ok / span, 1),
             "load_before": load0}
 
@@ -198,7 +240,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hostile", type=int, default=1200)
     ap.add_argument("--good", type=int, default=800)
-    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--n", type=int, nargs="+", default=[2000, 8000],
+                    help="URL list sizes for the throughput part; with two or more, the marginal rate between "
+                         "the smallest and largest (start-up cancelled out) is reported too")
     ap.add_argument("--latency-ms", type=float, default=50)
     ap.add_argument("--concurrency", type=int, default=128, help="requests in flight per worker")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Beam worker processes")
