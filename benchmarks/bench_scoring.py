@@ -14,6 +14,7 @@ run  : model-only     pixels and tokens already on the device: encode_image + en
                       and CaptionTokenizer in a process pool (what upstream CPU workers give);
        e2e tokens     ClipScorer.score_many(jpeg bytes, tokens made upstream): decode, resize,
                       encode, cosine -- what the GPU worker does per batch after TokenizeCaptions;
+                      decode of chunk k+1 overlaps the model on chunk k (and "no_overlap": not);
        e2e serial     the same with tokenisation inside the loop (one process does everything).
 Each figure is printed with its ratio to model-only and written to --json after every step
 (so a run cut short keeps what it measured).  The model is randomly initialised.
@@ -138,7 +139,9 @@ def main(argv=None):
     ap.add_argument("cmd", choices=["prep", "run"])
     ap.add_argument("--data", "--out", dest="data", default=str(ROOT / ".benchdata"))
     ap.add_argument("--model", default="ViT-B-32")
-    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=1024, help="images per ClipScorer.score call (a RunInference batch)")
+    ap.add_argument("--chunk", type=int, default=256, help="rows per model call (ClipScorer.chunk_size); "
+                    "model-only is timed at this size; with batch > chunk, decode of chunk k+1 overlaps chunk k")
     ap.add_argument("--n", type=int, default=8192, help="images per end-to-end pass")
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--device", default="auto")
@@ -163,20 +166,22 @@ def main(argv=None):
     device = resolve_device(a.device)
     loaded = load_clip(a.model, random_init=True, device=device)
     rec["device"] = torch.cuda.get_device_name() if device != "cpu" else f"cpu x{cores}"
-    rec["setup"] = {"model": a.model, "precision": a.precision if device != "cpu" else "fp32",
-                    "batch": a.batch, "n": a.n, "torch": torch.__version__}
-    print(f"[{rec.out['device']}] {rec.out['setup']}")
     b = min(a.batch, a.n)
-    scorer = ClipScorer(loaded, device=device, precision=a.precision, decode=a.decode, chunk_size=b)
-    first, _ = load_set(data / a.sets.split(",")[0], b)
+    c = min(a.chunk, b)
+    rec["setup"] = {"model": a.model, "precision": a.precision if device != "cpu" else "fp32",
+                    "batch": b, "chunk": c, "n": a.n, "torch": torch.__version__}
+    print(f"[{rec.out['device']}] {rec.out['setup']}")
+    scorer = ClipScorer(loaded, device=device, precision=a.precision, decode=a.decode, chunk_size=c)
+    serial = ClipScorer(loaded, device=device, precision=a.precision, decode=a.decode, chunk_size=c, overlap=False)
+    first, _ = load_set(data / a.sets.split(",")[0], c)
     px, _, _ = scorer.pixels(first)
-    ids, truncated = scorer.captions(caps[:b])
+    ids, truncated = scorer.captions(caps[:c])
     tok = torch.as_tensor(ids, dtype=torch.long, device=device)
 
     def model_only():
         i, t = scorer.embed(px, tok)
         return (i * t).sum(-1)
-    base = b / timed(model_only, device, a.repeats * 3)
+    base = c / timed(model_only, device, a.repeats * 3)
     rec["model_only_img_s"] = base
     print(f"  model-only: {base:,.0f} images/s")
 
@@ -201,16 +206,22 @@ def main(argv=None):
             for _ in scorer.score_many((blobs[i:i + b], None, tokens[j]) for j, i in enumerate(batches)):
                 pass
 
+        def e2e_no_overlap():
+            for _ in serial.score_many((blobs[i:i + b], None, tokens[j]) for j, i in enumerate(batches)):
+                pass
+
         def e2e_serial():
             for _ in scorer.score_many((blobs[i:i + b], caps[i:i + b]) for i in batches):
                 pass
-        for label, fn in (("tokens_upstream", e2e_tokens), ("serial", e2e_serial)):
+        for label, fn in (("tokens_upstream", e2e_tokens), ("tokens_upstream_no_overlap", e2e_no_overlap),
+                          ("serial", e2e_serial)):
             rate = a.n / timed(fn, device, a.repeats)
             rec[f"{name}_e2e_{label}_img_s"] = rate
             rec[f"{name}_e2e_{label}_ratio"] = rate / base
         print(f"  {name} ({unique} distinct): decode+preprocess {dec:,.0f}/s; end-to-end tokens upstream "
               f"{rec.out[f'{name}_e2e_tokens_upstream_img_s']:,.0f}/s (ratio "
-              f"{rec.out[f'{name}_e2e_tokens_upstream_ratio']:.3f}), serial "
+              f"{rec.out[f'{name}_e2e_tokens_upstream_ratio']:.3f}), without overlap "
+              f"{rec.out[f'{name}_e2e_tokens_upstream_no_overlap_img_s']:,.0f}/s, serial "
               f"{rec.out[f'{name}_e2e_serial_img_s']:,.0f}/s ({rec.out[f'{name}_e2e_serial_ratio']:.3f})")
 
     if device != "cpu":  # agreement of the fast path with the exact one on the stored JPEGs

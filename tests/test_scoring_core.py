@@ -65,6 +65,29 @@ def test_scores_bit_identical_across_batch_sizes_and_order(tiny):
     assert np.array_equal(whole, shuffled)
 
 
+def test_overlapped_decode_gives_the_same_results_as_serial(tiny):
+    """Decode of chunk k+1 in the prefetch thread while the model runs chunk k: same scores,
+    errors and embeddings, bit for bit, with failures in several chunks and a short last chunk."""
+    good, caps = imagenet(19)
+    images = list(good)
+    for i in (2, 9, 10, 17):  # a broken image in three different chunks of 4
+        images[i] = b"not an image" if i != 10 else good[i][: len(good[i]) // 3]
+    overlapped = ClipScorer(tiny, chunk_size=4, overlap=True)
+    assert overlapped._prefetch is not None
+    got = overlapped.score(images, caps, with_embeddings=True)
+    ref = ClipScorer(tiny, chunk_size=4, overlap=False).score(images, caps, with_embeddings=True)
+    assert [i for i, e in enumerate(got.errors) if e] == [2, 9, 10, 17]
+    assert got.errors == ref.errors
+    assert np.array_equal(got.scores, ref.scores, equal_nan=True)
+    assert np.array_equal(got.image_emb, ref.image_emb) and np.array_equal(got.text_emb, ref.text_emb)
+    np.testing.assert_allclose(got.scores[np.isfinite(got.scores)],
+                               direct_scores(tiny, [images[i] for i in range(19) if i not in (2, 9, 10, 17)],
+                                             [caps[i] for i in range(19) if i not in (2, 9, 10, 17)]),
+                               atol=1e-4, rtol=0)
+    many = list(overlapped.score_many([(images[:7], caps[:7]), (images[7:], caps[7:])]))
+    assert np.array_equal(np.concatenate([m.scores for m in many]), ref.scores, equal_nan=True)
+
+
 def test_embeddings_are_unit_and_give_the_score(tiny):
     images, captions = imagenet(6)
     res = ClipScorer(tiny).score(images, captions, with_embeddings=True)

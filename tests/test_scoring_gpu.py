@@ -71,6 +71,22 @@ def test_gpu_batch_invariance(models):
     assert np.abs(whole - parts).max() < 1e-6
 
 
+def test_gpu_overlapped_decode_on_side_stream_equals_serial(models):
+    """Decode of chunk k+1 on the side stream while the model runs chunk k: the same results
+    as without overlap, over many batches (a stream or allocator race would show here)."""
+    _, gpu = models
+    images, caps = photos(48)
+    images[5], images[30] = b"\xff\xd8\xff garbage", b""
+    on = ClipScorer(gpu, device="cuda", precision="bf16", decode="gpu", chunk_size=8, overlap=True)
+    off = ClipScorer(gpu, device="cuda", precision="bf16", decode="gpu", chunk_size=8, overlap=False)
+    assert on._side is not None
+    batches = [(images[i:i + 24], caps[i:i + 24]) for i in (0, 24)] * 5
+    got = np.concatenate([r.scores for r in on.score_many(batches)])
+    want = np.concatenate([r.scores for r in off.score_many(batches)])
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got).sum() == 10
+    assert np.nanmax(np.abs(got - want)) < 1e-6
+
+
 def test_gpu_fallbacks_and_errors(models):
     _, gpu = models
     import io

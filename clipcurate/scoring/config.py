@@ -21,6 +21,8 @@ class ScoringConfig:
     decode_threads: int = 0           # Pillow decode threads per model process (CPU path)
     tokenizer_backend: str = "auto"   # auto (Rust BPE if `tokenizers` is installed) | hf | python
     chunk_size: int = 0               # fixed model batch (0: 8 on CPU, 256 on CUDA), see scorer.py
+    overlap: bool | None = None       # decode chunk k+1 (a thread; side CUDA stream) while the model runs
+                                      # chunk k; None: on CUDA only
     quantile: str = "exact"           # top_fraction cut: exact | approximate
     num_quantiles: int = 10001        # resolution of the approximate quantile sketch
     embeddings_dir: str | None = None  # write L2-normalised embeddings as Parquet shards here

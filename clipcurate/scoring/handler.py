@@ -49,7 +49,7 @@ class OpenClipModelHandler(ModelHandler[dict, PredictionResult, ClipScorer]):
             torch.set_num_threads(max(1, torch.get_num_threads()))
         return ClipScorer(loaded, device=device, precision=cfg.precision, decode=cfg.decode,
                           decode_threads=cfg.decode_threads, chunk_size=cfg.chunk_size,
-                          tokenizer_backend=cfg.tokenizer_backend)
+                          tokenizer_backend=cfg.tokenizer_backend, overlap=cfg.overlap)
 
     def run_inference(self, batch: Sequence[dict], model: ClipScorer,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
