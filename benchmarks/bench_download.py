@@ -114,7 +114,7 @@ def hostile_part(args) -> dict:
         cfg = DownloadConfig(allow_loopback=True, host_overrides=HostileWeb.host_overrides(), timeout=2.0,
                              retries=1, max_retry_after=2, max_bytes=10_000_000, concurrency=256,
                              per_host_concurrency=64, batch_size=512, min_image_size=200, max_aspect_ratio=3,
-                             image_processes=args.image_processes[0])
+                             image_processes=args.image_processes[0], image_nice=args.image_nice)
         load0, t = load(), time.monotonic()
         crashed = None
         try:
@@ -152,7 +152,8 @@ def throughput_part(args) -> dict:
                 (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
                 for workers in args.workers:
                     for image_processes in args.image_processes:
-                        ours.append(run_ours(urls, workers, image_processes, args.concurrency, tmp))
+                        ours.append(run_ours(urls, workers, image_processes, args.concurrency, tmp,
+                                             args.image_nice))
                         print("ours", ours[-1], flush=True)
                 for procs, threads in args.img2dataset:
                     base.append(run_img2dataset(tmp, procs, threads, n))
@@ -202,11 +203,11 @@ def cpu_seconds() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path) -> dict:
+def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path, image_nice: int = 5) -> dict:
     cfg = DownloadConfig(allow_loopback=True, timeout=10, retries=0, concurrency=conc,
                          per_host_concurrency=conc, batch_size=max(256, 2 * conc), image_size=256,
                          resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
-                         image_processes=image_processes)
+                         image_processes=image_processes, image_nice=image_nice)
     records = [rec(u, i) for i, u in enumerate(urls)]
     load0, cpu0, t = load(), cpu_seconds(), time.monotonic()
     counts, stats = run_stage_counts(records, cfg, workers, tmp)
@@ -249,6 +250,8 @@ def main():
     ap.add_argument("--image-processes", type=int, nargs="+", default=[-1, 0],
                     help="DownloadConfig.image_processes values to run (-1: one per core, 0: threads); "
                          "the hostile part uses the first")
+    ap.add_argument("--image-nice", type=int, default=DownloadConfig.image_nice,
+                    help="DownloadConfig.image_nice (niceness added to the image worker processes)")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved repetitions of the throughput runs")
     ap.add_argument("--server-nice", type=int, default=10, help="niceness of the loopback server process")
     ap.add_argument("--skip-throughput", action="store_true")
