@@ -203,7 +203,8 @@ def cpu_seconds() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path, image_nice: int = 5) -> dict:
+def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path,
+             image_nice: int = DownloadConfig.image_nice) -> dict:
     cfg = DownloadConfig(allow_loopback=True, timeout=10, retries=0, concurrency=conc,
                          per_host_concurrency=conc, batch_size=max(256, 2 * conc), image_size=256,
                          resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,

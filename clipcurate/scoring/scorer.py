@@ -135,16 +135,10 @@ class ClipScorer:
             txt = model.encode_text(tokens.to(self.device, non_blocking=True))
         return F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
 
-    def embed_chunked(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`embed` over fixed-size chunks (last one padded with copies of row 0), so a
-        row's result does not depend on how many rows, or which, share its batch."""
-        c, n = self.chunk_size, pixels.shape[0]
-        parts = [self.embed_padded(pixels[s:s + c], tokens[s:s + c]) for s in range(0, n, c)]
-        return torch.cat([i for i, _ in parts]), torch.cat([x for _, x in parts])
-
     def embed_padded(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`embed` of at most ``chunk_size`` rows, run as exactly ``chunk_size`` rows
-        (padded with copies of row 0, results cut back)."""
+        (padded with copies of row 0, results cut back), so a row's result does not depend
+        on how many rows, or which, share its chunk."""
         c, m = self.chunk_size, pixels.shape[0]
         pad = c - m
         if pad:
