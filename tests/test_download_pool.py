@@ -42,11 +42,11 @@ def test_a_killed_worker_is_replaced_and_its_images_retried():
         futures = [pool.submit(b) for b in bodies]
         while not any(f.done() for f in futures):  # kill once work is under way
             time.sleep(0.005)
-        victim = next(iter(pool._executor._processes))  # a worker pid
+        victim = pool.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
         got = [f.result(60) for f in futures]
-        assert pool._generation >= 1  # the broken pool was rebuilt
-        assert victim not in pool._executor._processes
+        assert pool.restarts >= 1  # the dead worker was replaced
+        assert victim not in pool.worker_pids() and len(pool.worker_pids()) == 2
     finally:
         pool.close()
     expected = [process_image(b, cfg) for b in bodies[: len(PHOTOS)]] * 3
@@ -57,7 +57,7 @@ def test_in_process_mode_and_bad_settings():
     cfg = DownloadConfig(image_processes=0, decode_threads=1)
     pool = ImagePool(cfg)
     try:
-        assert pool._executor is None and pool.submit(PHOTOS[0].read_bytes()).result().status == "ok"
+        assert not pool.worker_pids() and pool.submit(PHOTOS[0].read_bytes()).result().status == "ok"
     finally:
         pool.close()
     for bad in (dict(image_processes=-2), dict(image_nice=20)):
@@ -67,3 +67,34 @@ def test_in_process_mode_and_bad_settings():
             assert str(bad.popitem()[1]) in str(e)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_no_worker_processes_possible_falls_back_to_threads(monkeypatch):
+    """Where no process can be started (process limit, no /dev/shm ...), images are still
+    processed, in the driver threads, with the same bytes; nothing hangs."""
+    import multiprocessing
+
+    import clipcurate.download.pool as pool_mod
+
+    class NoProcesses:
+        Pipe = staticmethod(multiprocessing.Pipe)
+
+        def Process(self, *a, **k):  # noqa: N802 - multiprocessing's spelling
+            raise OSError("process limit reached")
+
+    monkeypatch.setattr(pool_mod, "_context", lambda: NoProcesses())
+    cfg = DownloadConfig(image_processes=2)
+    bodies = _bodies()
+    pool = ImagePool(cfg)
+    try:
+        got = [f.result(30) for f in [pool.submit(b) for b in bodies]]
+        assert not pool.worker_pids() and pool.restarts == 0
+    finally:
+        pool.close()
+    assert got == [process_image(b, cfg) for b in bodies]
+    try:
+        pool.submit(bodies[0])
+    except RuntimeError as e:
+        assert "closed" in str(e)
+    else:
+        raise AssertionError("submit after close accepted")
