@@ -33,6 +33,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +93,16 @@ def run_stage_counts(records, cfg, workers: int, tmp: Path) -> tuple[dict, dict]
     return counts, stats
 
 
+def stop_server(proc) -> None:
+    """Close the server's stdin (it exits); kill it if it is not gone in 30 s (starved by load)."""
+    proc.stdin.close()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def rec(url, i):
     return {"uid": make_uid(url, f"c{i}"), "url": url, "caption": f"c{i}"}
 
@@ -123,8 +134,7 @@ def hostile_part(args) -> dict:
             crashed, kept, rejects, counts, stats = repr(e), [], [], [], {}
         wall = time.monotonic() - t
     finally:
-        proc.stdin.close()
-        proc.wait(10)
+        stop_server(proc)
     statuses = collections.Counter(r["status"] for r in kept + rejects)
     with_status = sum(1 for r in kept + rejects if r.get("status"))
     return {"urls": len(records), "hostile": args.hostile + 60, "good": args.good, "wall_s": round(wall, 2),
@@ -159,8 +169,7 @@ def throughput_part(args) -> dict:
                     base.append(run_img2dataset(tmp, procs, threads, n))
                     print("img2dataset", base[-1], flush=True)
     finally:
-        proc.stdin.close()
-        proc.wait(10)
+        stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     best = lambda rows, key: max(rows, key=lambda r: r[key])[key]  # noqa: E731
     report = {"n": sizes, "latency_ms": args.latency_ms, "cores": os.cpu_count(), "server_nice": args.server_nice,

@@ -51,8 +51,8 @@ class DownloadConfig:
     # -- batching / resume ------------------------------------------------------------
     batch_size: int = 256            # records in flight per worker (>= concurrency keeps it busy)
     image_processes: int = -1        # image work in worker processes: -1 one per core, 0 threads here
-    image_nice: int = 0              # niceness added to image processes (>0: the fetch process runs first when
-                                     # the cores are saturated; costs throughput, see docs/download.md)
+    image_nice: int = 5              # niceness added to image processes: the fetch loop runs first when the
+                                     # cores are saturated
     decode_threads: int = 2          # threads for cache I/O (and image work when image_processes=0)
     cache_dir: str | None = None     # fetch cache keyed by uid, for resume
 

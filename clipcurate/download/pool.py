@@ -6,10 +6,9 @@ and the cores, and the loop then fires deadline timers late.  ``ImagePool`` runs
 worker processes instead (``cfg.image_processes``; -1 = one per core available to this
 process, 0 = threads of this process, as before), started with ``forkserver`` (spawn where
 there is none) so that no thread state of the parent (Beam, gRPC, the event loop) is
-forked.  Workers get ``cfg.image_nice`` added to their niceness (0 by default: their own
-process, hence their own GIL, is what keeps the loop punctual; see docs/download.md), and
-inherit the test network guard when the parent has it installed; they only ever receive
-bytes, never open sockets.
+forked.  Workers get ``cfg.image_nice`` added to their niceness so that, when the cores
+are saturated, the network loop is scheduled first, and inherit the test network guard
+when the parent has it installed; they only ever receive bytes, never open sockets.
 
 ``process_image`` is a pure function of (bytes, config), so a worker process returns the
 same bytes as the calling process (tested).  A worker that dies (a crash inside a codec,
