@@ -114,8 +114,9 @@ class ImagePool:
     jobs from a shared queue (all those already waiting, up to ``MAX_BATCH``), writes their
     bodies to the worker's pipe as one message and reads the results back (blocking I/O,
     the GIL released); ``submit`` only enqueues, so the caller (the fetch event loop) never
-    waits on a pipe, a lock or a process start.  The driver threads start their workers in the background at construction, so
-    the first fetches overlap with it.  ``close()`` stops them.
+    waits on a pipe, a lock or a process start.  The driver threads start their workers in
+    the background at construction, so the first fetches overlap with it.  ``close()``
+    stops them.
     """
 
     _start_lock = threading.Lock()  # __main__ is swapped while a worker starts
@@ -208,9 +209,13 @@ class ImagePool:
                 jobs, stop = self._take()
                 jobs = [(body, fut) for body, fut in jobs if fut.set_running_or_notify_cancel()]
                 if jobs:
-                    results = self._on_worker(i, [body for body, _ in jobs])
-                    if results is None:  # the worker died: one more try each, one at a time
-                        results = [self._retry_one(i, body) for body, _ in jobs]
+                    try:
+                        results = self._on_worker(i, [body for body, _ in jobs])
+                        if results is None:  # the worker died: one more try each, one at a time
+                            results = [self._retry_one(i, body) for body, _ in jobs]
+                    except Exception as e:  # noqa: BLE001 - e.g. MemoryError pickling: never leave a job open
+                        results = [ImageResult("decode_error", f"image worker: {type(e).__name__}: {e}")
+                                   for _ in jobs]
                     for (_, fut), res in zip(jobs, results):
                         fut.set_result(res)
                 if stop:
