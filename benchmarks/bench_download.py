@@ -17,7 +17,8 @@ behind 50 ms injected latency per request; our ``Download`` stage vs img2dataset
   img2dataset from its shard stats (earliest ``start_time`` to latest ``end_time``);
 * marginal (with two ``--n`` sizes): (n2 - n1) / (wall(n2) - wall(n1)), the rate at which
   extra images go through once started, with start-up cancelled out and no tool's own
-  clock needed; and the CPU seconds (this process + reaped children) per extra image.
+  clock needed; and the CPU seconds (this process + reaped children, not our image
+  workers: see ``cpu_seconds``) per extra image.
 
 The server runs in a child process at ``--server-nice`` (default 10): it stands for remote
 hosts, so when the cores are saturated it should not take the client's CPU.  The load
@@ -33,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -191,8 +193,6 @@ def _key(r: dict) -> tuple:
 def marginal(ours: list, base: list, n1: int, n2: int) -> dict:
     """Per configuration: (n2 - n1) / (wall(n2) - wall(n1)) images/s and the CPU per extra
     image (this process + reaped children), from the medians over repeats; start-up cancels."""
-    import statistics
-
     out = {}
     for rows in (ours, base):
         for key in sorted({_key(r) for r in rows}):
@@ -207,7 +207,8 @@ def marginal(ours: list, base: list, n1: int, n2: int) -> dict:
 
 
 def cpu_seconds() -> float:
-    """CPU of this process plus its reaped children (Beam workers, image workers, img2dataset's pool)."""
+    """CPU of this process plus its reaped children (Beam worker processes, img2dataset's pool); our
+    image workers are children of multiprocessing's forkserver, so their CPU is not in it."""
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
