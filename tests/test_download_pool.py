@@ -36,7 +36,7 @@ def test_worker_processes_give_identical_bytes_to_in_process():
 
 def test_a_killed_worker_is_replaced_and_its_images_retried():
     cfg = DownloadConfig(image_processes=2, image_size=768, resize_mode="border")
-    bodies = [p.read_bytes() for p in PHOTOS] * 3
+    bodies = [p.read_bytes() for p in PHOTOS] * 12  # plenty still queued when the kill lands
     pool = ImagePool(cfg)
     try:
         futures = [pool.submit(b) for b in bodies]
@@ -49,7 +49,7 @@ def test_a_killed_worker_is_replaced_and_its_images_retried():
         assert victim not in pool.worker_pids() and len(pool.worker_pids()) == 2
     finally:
         pool.close()
-    expected = [process_image(b, cfg) for b in bodies[: len(PHOTOS)]] * 3
+    expected = [process_image(b, cfg) for b in bodies[: len(PHOTOS)]] * 12
     assert got == expected  # nothing lost, same bytes
 
 
