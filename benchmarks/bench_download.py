@@ -139,6 +139,10 @@ def hostile_part(args) -> dict:
         stop_server(proc)
     statuses = collections.Counter(r["status"] for r in kept + rejects)
     with_status = sum(1 for r in kept + rejects if r.get("status"))
+    tally = collections.Counter()
+    for (_, key), n in counts:  # (("download", key), n) from every bundle
+        tally[key] += n
+    dropped = sum(n for k, n in tally.items() if k.startswith("dropped:"))
     return {"urls": len(records), "hostile": args.hostile + 60, "good": args.good, "wall_s": round(wall, 2),
             "deadline_s": cfg.timeout, "attempts": cfg.retries + 1, "crash": crashed,
             "requests": stats.get("requests"), "over_deadline": stats.get("over_deadline", 0),
@@ -148,7 +152,8 @@ def hostile_part(args) -> dict:
             "with_status_pct": round(100 * with_status / len(records), 2), "kept": len(kept),
             "statuses": dict(statuses.most_common()),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "non_loopback_attempts": len(GUARD.violations)}
+            "non_loopback_attempts": len(GUARD.violations),
+            "counts_balance": bool(counts) and tally["in"] == len(records) == tally["kept"] + dropped}
 
 
 def throughput_part(args) -> dict:
