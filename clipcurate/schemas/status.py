@@ -20,6 +20,10 @@ STATUSES: dict[str, str] = {
     "empty_alt": "<img> without alt text",
     "bad_url": "URL cannot be parsed or resolved",
     "truncated_record": "WARC/WAT record truncated or unreadable",
+    # ingest, per input file (manifest inputs[].status; a dropped file counts once)
+    "bad_file": "input file not in the expected format (corrupt Parquet, not a WARC, bad gzip, missing column)",
+    "unreadable_file": "input file cannot be opened or read (permission denied, vanished, I/O error)",
+    "truncated_file": "input file ends early or is corrupt part-way; rows before the fault are kept",
     # text filters
     "too_short": "caption shorter than the minimum words or characters",
     "too_long": "caption longer than the maximum words or characters",
