@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install clipcurate with its test dependencies, plus Debian's WordNet data files
+# Install clipcurate with every extra (models: torch/open_clip for scoring and training;
+# dataflow: Beam's GCP client; test: pytest, img2dataset), plus Debian's WordNet data files
 # (used by the MetaCLIP metadata builder) when apt-get is available and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,models,dataflow]"
 if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wordnet-base >/dev/null) \
     || echo "warning: could not install wordnet-base; WordNet metadata tests will be skipped" >&2

@@ -105,6 +105,8 @@ def build_index(eval_sets: Iterable[str], distance: int, bands: int = 0,
 
 def open_clip_embedder(model_name: str, pretrained: str) -> Embedder:
     """Image embedder from an open_clip model and a local checkpoint (offline)."""
+    from clipcurate.extras import require_models
+    require_models("clipcurate decontamination by embedding", ("torch", "open_clip"))
     import open_clip
     import torch
     from PIL import Image

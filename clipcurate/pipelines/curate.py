@@ -66,7 +66,7 @@ def _image_steps(cfg: RunConfig):
     """The same for the stages that carry image bytes."""
     from clipcurate.dedupe import Decontaminate, ExactContentDedupe, NearDedupe
     from clipcurate.download import Download
-    from clipcurate.scoring import Score, ScoreFilter
+    from clipcurate import scoring  # Score needs the model stack: imported only when scoring runs
 
     keep, d, s = cfg.sink.keep_rejects, cfg.dedupe, cfg.scoring
     return [
@@ -77,9 +77,9 @@ def _image_steps(cfg: RunConfig):
          lambda: NearDedupe(d, cfg.seed, keep_rejects=keep), ("near_dup",)),
         ("decontam", bool(d.eval_sets), "Decontaminate", lambda: Decontaminate(d, keep_rejects=keep),
          ("decontam",)),
-        ("score", s.enabled, "Score", lambda: Score(s, seed=cfg.seed, keep_rejects=keep), ("score",)),
+        ("score", s.enabled, "Score", lambda: scoring.Score(s, seed=cfg.seed, keep_rejects=keep), ("score",)),
         ("score_filter", s.enabled and (s.threshold is not None or s.top_fraction is not None),
-         "ScoreFilter", lambda: ScoreFilter(s, keep_rejects=keep), ("score_filter",)),
+         "ScoreFilter", lambda: scoring.ScoreFilter(s, keep_rejects=keep), ("score_filter",)),
     ]
 
 

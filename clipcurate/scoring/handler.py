@@ -13,6 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Sequence
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate scoring", ("torch",))
+
 import numpy as np
 import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult

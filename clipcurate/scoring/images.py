@@ -19,6 +19,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate scoring", ("torch", "torchvision"))
+
 import torch
 import torch.nn.functional as F
 from PIL import Image

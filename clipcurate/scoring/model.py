@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
+from clipcurate.extras import require_models
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+require_models("clipcurate scoring", ("torch", "open_clip"))
+
+import torch  # noqa: E402
 import open_clip  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate scoring", ("torch",))
+
 import numpy as np
 import torch
 import torch.nn.functional as F

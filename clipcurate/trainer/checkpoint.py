@@ -11,6 +11,10 @@ import os
 import re
 from typing import Any
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate training", ("torch",))
+
 import torch
 
 from clipcurate.scoring.model import checkpoint_blob, read_checkpoint, write_checkpoint_blob

@@ -16,6 +16,10 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate training", ("torch", "webdataset"))
+
 import braceexpand
 import torch
 import webdataset as wds

@@ -11,6 +11,10 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate training/eval", ("torch",))
+
 import numpy as np
 import torch
 from PIL import Image

@@ -9,6 +9,10 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate linear probe", ("sklearn",))
+
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression

@@ -19,6 +19,10 @@ import os
 import time
 from typing import Any, Iterator
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate training", ("torch", "open_clip"))
+
 import torch
 from open_clip.loss import ClipLoss, SigLipLoss
 

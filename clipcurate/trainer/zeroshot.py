@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from clipcurate.extras import require_models
+
+require_models("clipcurate zero-shot eval", ("torch",))
+
 import numpy as np
 import torch
 
