@@ -34,8 +34,15 @@ class DownloadConfig:
     # -- guards -----------------------------------------------------------------------
     allow_loopback: bool = False    # only for tests and the demo: permits 127.0.0.0/8 and ::1
     host_overrides: list[str] = field(default_factory=list)  # "name=ip" pairs, like /etc/hosts
+    dns_servers: list[str] = field(default_factory=list)     # "ip" or "ip:port"; [] = /etc/resolv.conf
+    dns_timeout: float = 10.0       # cap of one shared lookup (each request's own deadline also bounds it)
+    dns_cache_ttl: float = 300.0    # per-run DNS cache: answers kept this long
+    dns_negative_ttl: float = 30.0  # failures and timeouts kept this long
+    dns_cache_size: int = 10_000    # hosts (LRU)
     respect_robots: bool = True
     robots_max_bytes: int = 500_000
+    robots_parse_seconds: float = 2.0     # parse budget (in a worker thread); over it: disallow all
+    robots_cache_bytes: int = 64 << 20    # LRU by estimated size of the parsed rules
     respect_noai: bool = True       # X-Robots-Tag directives, checked before the body is read
     disallowed_header_directives: list[str] = field(default_factory=_default_directives)
     # -- image ------------------------------------------------------------------------
@@ -62,14 +69,15 @@ class DownloadConfig:
         if self.encode_format not in ENCODE_FORMATS:
             raise ValueError(f"download.encode_format={self.encode_format!r}; choose from {', '.join(ENCODE_FORMATS)}")
         for name in ("timeout", "max_bytes", "concurrency", "per_host_concurrency", "image_size",
-                     "max_pixels", "batch_size", "max_url_length", "decode_threads"):
+                     "max_pixels", "batch_size", "max_url_length", "decode_threads", "dns_timeout",
+                     "dns_cache_size", "robots_parse_seconds", "robots_cache_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"download.{name} must be > 0, got {getattr(self, name)!r}")
         if self.image_processes < -1 or not 0 <= self.image_nice <= 19:
             raise ValueError(f"download.image_processes must be >= -1 (got {self.image_processes!r}) and "
                              f"download.image_nice in 0..19 (got {self.image_nice!r})")
         for name in ("retries", "max_redirects", "per_host_rate", "min_image_size", "max_aspect_ratio",
-                     "backoff_base", "max_retry_after"):
+                     "backoff_base", "max_retry_after", "dns_cache_ttl", "dns_negative_ttl"):
             if getattr(self, name) < 0:
                 raise ValueError(f"download.{name} must be >= 0, got {getattr(self, name)!r}")
         for item in self.host_overrides:

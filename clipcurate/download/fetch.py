@@ -4,11 +4,14 @@ Why aiohttp: well kept, asyncio-native (thousands of requests in flight on one t
 no thread per request), keep-alive pooling, and a pluggable resolver -- so the socket
 connects to exactly the address our SSRF guard checked (:mod:`.guard`).
 
-Per request (one HTTP exchange, each redirect hop is one): SSRF guard -> robots.txt ->
-global + per-host slot -> per-host token bucket -> request under one deadline covering
-connect, headers and every body read -> X-Robots-Tag checked from the headers before the
-body is read -> body streamed under a byte cap, also counted after gzip/deflate decoding
-(decoded with ``max_length`` so a bomb never expands past the cap in memory).
+Per request (one HTTP exchange, each redirect hop is one): DNS + SSRF guard -> robots.txt
+-> global + per-host slot -> per-host token bucket -> request.  One deadline covers the DNS
+wait, connect, headers and every body read (the time queued for robots.txt and slots in
+between is not counted) -> X-Robots-Tag checked from the headers before the body is read ->
+body streamed under a byte cap, also counted after gzip/deflate decoding (decoded with
+``max_length`` so a bomb never expands past the cap in memory; bytes after the end of the
+compressed stream count too).  Politeness (slots, token bucket) is keyed by
+:func:`host_key`, robots.txt by :func:`origin_key`: every spelling of a host is one host.
 Timeouts, connection resets, 429 and 5xx are retried with exponential backoff and
 jitter, honouring Retry-After.  Every outcome is a FetchResult with a status from
 :mod:`clipcurate.schemas.status`; nothing raises.
@@ -28,12 +31,12 @@ import aiohttp
 from yarl import URL
 
 from clipcurate.download.config import DownloadConfig
-from clipcurate.download.guard import GuardedResolver, PrivateAddressError, ResolveFn, parse_overrides
+from clipcurate.download.guard import DnsTimeout, GuardedResolver, PrivateAddressError, ResolveFn, parse_overrides
 from clipcurate.download.limits import HostLimits
 from clipcurate.download.robots import RobotsCache, header_directives
 from clipcurate.schemas.uid import seeded_uniform
 
-RETRYABLE = ("timeout", "connection_error")
+RETRYABLE = ("timeout", "connection_error", "dns_timeout")
 NOAI = ("noai", "noimageai")
 CHUNK = 65536
 
@@ -76,6 +79,20 @@ def check_url(url: object, max_length: int) -> tuple[URL | None, str | None, str
     return u, None, None
 
 
+def host_key(u: URL) -> str:
+    """Politeness key: lower-case IDNA host, no userinfo, port or trailing dot."""
+    return (u.raw_host or "").lower().rstrip(".")
+
+
+def origin_key(u: URL) -> str:
+    """robots.txt origin (RFC 9309: per scheme, host and port): ``scheme://host[:port]``
+    with the host as in :func:`host_key` and the port only when not the scheme's default."""
+    host = host_key(u)
+    host = f"[{host}]" if ":" in host else host
+    port = "" if u.is_default_port() else f":{u.port}"
+    return f"{u.scheme.lower()}://{host}{port}"
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a Retry-After value (delta-seconds or HTTP-date); None if absent/invalid."""
     if not value:
@@ -111,9 +128,12 @@ class _Decoder:
         if self.pending_deflate:  # zlib-wrapped (RFC) or raw deflate (common in practice)
             self.z = zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
             self.pending_deflate = False
-        # max_length bounds the output: a bomb chunk stops expanding one byte past the cap
-        out = data if self.z is None else self.z.decompress(data, self.cap - self.size + 1)
-        self.size += len(out)
+        if self.z is not None and self.z.eof:  # after the end of the stream: counted, not decoded
+            self.size += len(data)
+            out = b""
+        else:  # max_length bounds the output: a bomb chunk stops expanding one byte past the cap
+            out = data if self.z is None else self.z.decompress(data, self.cap - self.size + 1)
+            self.size += len(out) + (len(self.z.unused_data) if self.z is not None else 0)
         if self.size > self.cap:
             raise OverflowError
         return out
@@ -132,10 +152,15 @@ class Fetcher:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.cfg = cfg
         self.clock, self.sleep = clock, sleep
-        self.resolver = GuardedResolver(cfg.allow_loopback, parse_overrides(cfg.host_overrides), resolve_fn)
+        self.resolver = GuardedResolver(
+            cfg.allow_loopback, parse_overrides(cfg.host_overrides), resolve_fn, nameservers=cfg.dns_servers,
+            lookup_timeout=cfg.dns_timeout, ttl=cfg.dns_cache_ttl, negative_ttl=cfg.dns_negative_ttl,
+            max_entries=cfg.dns_cache_size)
         self.limits = HostLimits(cfg.per_host_concurrency, cfg.per_host_rate, cfg.per_host_burst, clock, sleep)
-        self.robots = RobotsCache(self._fetch_robots)
         self.agent_token = cfg.user_agent.split("/", 1)[0].strip()
+        self._parse = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dl-robots")
+        self.robots = RobotsCache(self._fetch_robots, self.agent_token, cfg.robots_cache_bytes,
+                                  cfg.robots_parse_seconds, self._parse)
         self.stats: collections.Counter = collections.Counter()
         self.max_request_seconds = 0.0
         self._global: asyncio.Semaphore | None = None
@@ -152,7 +177,7 @@ class Fetcher:
         # no connector-level limit: our semaphores bound concurrency, so no request can
         # spend its deadline queued inside aiohttp
         connector = aiohttp.TCPConnector(resolver=self.resolver, limit=0, limit_per_host=0,
-                                         ttl_dns_cache=60, enable_cleanup_closed=True)
+                                         use_dns_cache=False, enable_cleanup_closed=True)  # ours caches
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.cfg.timeout),
@@ -161,8 +186,10 @@ class Fetcher:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+            await self.resolver.close()
             self._session = None
             self._inflate.shutdown(wait=False, cancel_futures=True)
+            self._parse.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> "Fetcher":
         self.open()
@@ -227,33 +254,49 @@ class Fetcher:
     async def _hop(self, u: URL, robots: bool, cap: int) -> tuple[FetchResult, str | None]:
         """Guard, robots, limits, then one request; returns (result, redirect location or None)."""
         base = FetchResult(url=str(u), status="ok", final_url=str(u))
-        try:
-            await self.resolver.addresses(u.raw_host, u.port or 0)
+        start = self.clock()
+        try:  # the DNS wait is the first part of this request's deadline
+            async with asyncio.timeout(self.cfg.timeout):
+                await self.resolver.addresses(u.raw_host, u.port or 0)
+        except TimeoutError as e:  # our deadline, or the shared lookup's cap (DnsTimeout)
+            self.stats["dns_timeouts"] += 1
+            self._account(self.clock() - start)
+            base.status = "dns_timeout"
+            base.error = str(e) if isinstance(e, DnsTimeout) else f"no DNS answer within {self.cfg.timeout:g}s"
+            return base, None
         except PrivateAddressError as e:
             base.status, base.error = "private_address", str(e)
             return base, None
         except OSError as e:
             base.status, base.error, base.final = "connection_error", f"dns: {e}", True
             return base, None
+        dns = self.clock() - start
         if robots:
-            origin = f"{u.scheme}://{u.raw_authority}"
-            policy = await self.robots.policy(origin)
-            if not policy.allowed(self.cfg.user_agent, str(u)):
+            policy = await self.robots.policy(origin_key(u))
+            if not policy.allowed(u.raw_path_qs):
                 base.status = policy.status
                 base.error = policy.reason or "disallowed by robots.txt"
                 return base, None
-        key = f"{u.scheme}://{u.raw_authority}"
+        key = host_key(u)
         async with self._global, self.limits.semaphore(key):
             await self.limits.bucket(key).acquire()
-            return await self._request(u, base, cap)
+            return await self._request(u, base, cap, dns)
 
-    async def _request(self, u: URL, res: FetchResult, cap: int) -> tuple[FetchResult, str | None]:
-        """One HTTP exchange under the total deadline."""
+    def _account(self, elapsed: float) -> None:
+        self.max_request_seconds = max(self.max_request_seconds, elapsed)
+        if elapsed > self.cfg.timeout + 0.25:  # should never happen: the deadline is total
+            self.stats["over_deadline"] += 1
+
+    async def _request(self, u: URL, res: FetchResult, cap: int, dns: float = 0.0) -> tuple[FetchResult, str | None]:
+        """One HTTP exchange under what is left of the deadline after the DNS wait (``dns`` s)."""
         self.stats["requests"] += 1
         start = self.clock()
+        budget = self.cfg.timeout - dns
         try:
-            async with asyncio.timeout(self.cfg.timeout):
-                return await self._exchange(u, res, cap, start + self.cfg.timeout)
+            async with asyncio.timeout(budget):
+                return await self._exchange(u, res, cap, start + budget)
+        except DnsTimeout as e:  # cache expired while queued, lookup capped inside the connect
+            res.status, res.error = "dns_timeout", str(e)
         except TimeoutError:
             res.status, res.error = "timeout", f"no complete response within {self.cfg.timeout}s"
         except PrivateAddressError as e:
@@ -261,10 +304,7 @@ class Fetcher:
         except (aiohttp.ClientError, OSError) as e:
             res.status, res.error = _classify_error(e)
         finally:
-            elapsed = self.clock() - start
-            self.max_request_seconds = max(self.max_request_seconds, elapsed)
-            if elapsed > self.cfg.timeout + 0.25:  # should never happen: the deadline is total
-                self.stats["over_deadline"] += 1
+            self._account(dns + self.clock() - start)
         res.body = None
         return res, None
 
@@ -337,6 +377,8 @@ def _classify_error(e: BaseException) -> tuple[str, str]:
     while cur is not None:
         if isinstance(cur, PrivateAddressError):
             return "private_address", str(cur)
+        if isinstance(cur, DnsTimeout):
+            return "dns_timeout", str(cur)
         cur = getattr(cur, "os_error", None) or cur.__cause__
     if isinstance(e, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
         return "timeout", str(e) or type(e).__name__

@@ -106,7 +106,7 @@ class DownloadRunner:
         if fr is None:
             fr = await self.fetcher.fetch(record.get("url"))
             self.counts["fetched"] += 1
-            if self.cache is not None:
+            if self.cache is not None and fr.status != "dns_timeout":  # a resolver hiccup: refetch next run
                 await loop.run_in_executor(self.pool, self.cache.put, uid, fr)
         else:
             self.counts["from_cache"] += 1
@@ -129,7 +129,8 @@ class DownloadRunner:
 
     def stats(self) -> dict[str, Any]:
         """Cumulative counters of this runner (requests, retries, bytes, cache hits, ...)."""
-        out = dict(self.fetcher.stats) | dict(self.counts)
+        out = dict(self.fetcher.stats) | dict(self.fetcher.resolver.stats) | dict(self.counts)
+        out["robots_evictions"] = self.fetcher.robots.evictions
         out["max_request_seconds"] = round(self.fetcher.max_request_seconds, 3)
         out["max_loop_lag_seconds"] = round(self.max_loop_lag, 3)
         if self.first_submit is not None and self.last_done is not None:

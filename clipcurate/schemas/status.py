@@ -42,6 +42,7 @@ STATUSES: dict[str, str] = {
     # download
     "timeout": "deadline passed (connect + reads)",
     "connection_error": "connection refused, reset, or DNS failure",
+    "dns_timeout": "no DNS answer within the request deadline (not cached across runs)",
     "too_large": "body above the byte cap",
     "not_image": "body is not a recognised image format",
     "decode_error": "image could not be decoded",

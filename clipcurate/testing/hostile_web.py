@@ -8,13 +8,24 @@ lie (Content-Length), stall, drip and stream without end.
 
 Host names (map them to 127.0.0.1 with :meth:`HostileWeb.host_overrides`) change
 robots.txt: ``deny.test`` disallows everything, ``robots500.test`` answers 500 (so
-RFC 9309 says: disallow all); every other host disallows ``/private/`` only.
+RFC 9309 says: disallow all), a host whose name starts with ``bigrobots`` serves a
+490 KB robots.txt (:func:`big_robots`); every other host disallows ``/private/`` only.
+
+DNS: with ``dns=True`` the server also answers DNS over UDP on 127.0.0.1 (``dns_port``;
+point ``DownloadConfig.dns_servers`` at it): every ``*.test`` name is 127.0.0.1 (the
+PRIVATE_HOSTNAMES their private address), other names NXDOMAIN; a name with a label
+``dnsstall-<ms>`` is answered after <ms> milliseconds (a resolver that stalls per host).
+``host_report()`` gives, per canonical host (lower case, no port, no trailing dot), the
+requests, the most in flight at once and the most that arrived within any 1 s window.
 
 Paths (any query string is ignored unless named; ``?latency_ms=N`` adds latency):
 
 =====================  ==============================================================
-/img/<name>            a real image file from the image folders
+/img/<name>            a real image file from the image folders (``?xrobots=V``: with
+                       ``X-Robots-Tag: V``)
 /gzip/<name>           the same, sent with Content-Encoding: gzip
+/gzip-trailing/<name>  the gzip member of the image, then endless bytes after it
+                       (``?trailing=N``: N bytes, then the connection closes)
 /noai/<name>           the same, with ``X-Robots-Tag: noai, noimageai``
 /private/<name>        the same, but disallowed by robots.txt
 /gen/<kind>            generated images: tiny.png wide.png anim.gif cmyk.jpg
@@ -42,12 +53,15 @@ import asyncio
 import collections
 import gzip
 import io
+import json
 import os
 import random
+import socket
 import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -78,6 +92,72 @@ def gzip_bomb(decoded_mb: int = 256) -> bytes:
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
     block = b"\x00" * (1 << 20)
     return b"".join([z.compress(block) for _ in range(decoded_mb)] + [z.flush()])
+
+
+def big_robots(size: int = 490_000) -> bytes:
+    """A robots.txt of about ``size`` bytes for every agent: thousands of plain Disallow paths,
+    a few hundred wildcard rules, then ``Disallow: /private/`` (so /img/ stays allowed)."""
+    lines, n, i = ["User-agent: *", "Allow: /img/allowed-by-rule/"], 40, 0
+    while n < size - 100:
+        line = (f"Disallow: /*/archive-{i}/*.php$" if i % 100 == 0 else f"Disallow: /catalogue/section-{i}/item-{i * 7919 % 100003}/")
+        lines.append(line)
+        n, i = n + len(line) + 1, i + 1
+    lines.append("Disallow: /private/")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def canonical_host(host_header: str) -> str:
+    """Host header -> host the way the downloader keys politeness: lower case, no port, no
+    trailing dot (IPv6 literals keep their brackets)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
+def dns_answer(query: bytes) -> tuple[bytes | None, float, str]:
+    """(response, delay in seconds, name) for one DNS query over UDP; (None, 0, "") if unparseable.
+    ``*.test`` -> 127.0.0.1 (private test names -> their address), others NXDOMAIN, a
+    ``dnsstall-<ms>`` label delays the answer."""
+    if len(query) < 17:
+        return None, 0.0, ""
+    i, labels = 12, []
+    while i < len(query) and query[i]:
+        n = query[i]
+        labels.append(query[i + 1:i + 1 + n].decode("ascii", "replace").lower())
+        i += 1 + n
+    if i + 5 > len(query):
+        return None, 0.0, ""
+    qtype = struct.unpack(">H", query[i + 1:i + 3])[0]
+    question = query[12:i + 5]
+    name = ".".join(labels)
+    delay = max((int(lab[9:]) for lab in labels if lab.startswith("dnsstall-") and lab[9:].isdigit()), default=0)
+    addr = PRIVATE_HOSTNAMES.get(name, "127.0.0.1") if name.endswith(".test") else None
+    answers = b""
+    if addr is not None:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        if (qtype, family) in ((1, socket.AF_INET), (28, socket.AF_INET6)):
+            rdata = socket.inet_pton(family, addr)
+            answers = struct.pack(">HHHIH", 0xC00C, qtype, 1, 60, len(rdata)) + rdata
+    rcode = 0 if addr is not None else 3
+    flags = 0x8400 | (query[2] & 0x01) << 8 | 0x0080 | rcode  # QR AA, RD copied, RA
+    head = query[:2] + struct.pack(">HHHHH", flags, 1, 1 if answers else 0, 0, 0)
+    return head + question + answers, delay / 1000, name
+
+
+class _Dns(asyncio.DatagramProtocol):
+    def __init__(self, web: "HostileWeb"):
+        self.web = web
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        reply, delay, name = dns_answer(data)
+        if reply is None:
+            return
+        self.web.dns_queries[name] += 1
+        asyncio.get_running_loop().call_later(delay, self.transport.sendto, reply, addr)
 
 
 def generated_images() -> dict[str, bytes]:
@@ -116,7 +196,8 @@ class HostileWeb:
     per request target (path and query), ``user_agents`` the User-Agent headers seen, both for assertions.
     """
 
-    def __init__(self, image_dirs: list[Path] | tuple = (), latency_ms: float = 0.0, port: int = 0, seed: int = 0):
+    def __init__(self, image_dirs: list[Path] | tuple = (), latency_ms: float = 0.0, port: int = 0, seed: int = 0,
+                 dns: bool = False):
         self.files: dict[str, Path] = {}
         for d in image_dirs:
             for p in sorted(Path(d).iterdir()):
@@ -125,6 +206,12 @@ class HostileWeb:
         self.latency_ms, self.port, self.seed = latency_ms, port, seed
         self.hits: collections.Counter[str] = collections.Counter()
         self.user_agents: collections.Counter[str] = collections.Counter()
+        self.dns, self.dns_port = dns, 0
+        self.dns_queries: collections.Counter[str] = collections.Counter()  # by wire-format name
+        self.in_flight: collections.Counter[str] = collections.Counter()   # by canonical host
+        self.max_in_flight: collections.Counter[str] = collections.Counter()
+        self.arrivals: dict[str, list[float]] = collections.defaultdict(list)
+        self.robots_hits: collections.Counter[str] = collections.Counter()  # by canonical host
         self._flaky: collections.Counter[str] = collections.Counter()
         self._cache: dict[str, bytes] = {}
         self._generated: dict[str, bytes] | None = None
@@ -155,6 +242,10 @@ class HostileWeb:
     async def _serve(self) -> None:
         self._server = await asyncio.start_server(self._conn, "127.0.0.1", self.port, backlog=4096)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.dns:
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _Dns(self), local_addr=("127.0.0.1", 0))
+            self.dns_port = transport.get_extra_info("sockname")[1]
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.is_running():
@@ -184,6 +275,19 @@ class HostileWeb:
     def image_names(self) -> list[str]:
         return sorted(self.files)
 
+    def host_report(self, window: float = 1.0) -> dict[str, dict[str, int]]:
+        """Per canonical host: requests, most in flight at once, most arrivals within ``window`` s."""
+        out = {}
+        for host, times in sorted(self.arrivals.items()):
+            times, most, j = sorted(times), 0, 0
+            for i, t in enumerate(times):
+                while times[j] < t - window:
+                    j += 1
+                most = max(most, i - j + 1)
+            out[host] = {"requests": len(times), "max_in_flight": self.max_in_flight[host], "max_in_window": most,
+                         "robots_fetches": self.robots_hits[host]}
+        return out
+
     # -- HTTP -------------------------------------------------------------------------
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -203,15 +307,21 @@ class HostileWeb:
         lines = head.split("\r\n")
         method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
         headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
-        host = headers.get("host", "").rsplit(":", 1)[0].lower()
+        host = canonical_host(headers.get("host", ""))
         parts = urlsplit(target)
         path, query = unquote(parts.path), parse_qs(parts.query)
         self.hits[target] += 1
         self.user_agents[headers.get("user-agent", "")] += 1
-        delay = float(query.get("latency_ms", [self.latency_ms])[0])
-        if delay > 0:
-            await asyncio.sleep(delay / 1000)
-        return await self._route(host, path, query, reader, writer)
+        self.arrivals[host].append(time.monotonic())
+        self.in_flight[host] += 1
+        self.max_in_flight[host] = max(self.max_in_flight[host], self.in_flight[host])
+        try:
+            delay = float(query.get("latency_ms", [self.latency_ms])[0])
+            if delay > 0:
+                await asyncio.sleep(delay / 1000)
+            return await self._route(host, path, query, reader, writer)
+        finally:
+            self.in_flight[host] -= 1
 
     async def _send(self, writer, status: int, body: bytes = b"", ctype: str = "text/plain",
                     extra: dict[str, str] | None = None, keep: bool = True) -> bool:
@@ -245,6 +355,7 @@ class HostileWeb:
         first = lambda k, d: q.get(k, [d])[0]  # noqa: E731
         seg = path.strip("/").split("/")
         if path == "/robots.txt":
+            self.robots_hits[host] += 1
             return await self._robots(host, writer)
         if seg[0] in ("img", "private", "noai", "gzip") and len(seg) == 2:
             found = self._file(seg[1])
@@ -252,12 +363,16 @@ class HostileWeb:
                 return await self._send(writer, 404, b"no such image")
             body, ctype = found
             extra = {"X-Robots-Tag": "noai, noimageai"} if seg[0] == "noai" else {}
+            if "xrobots" in q:
+                extra["X-Robots-Tag"] = first("xrobots", "")
             if seg[0] == "gzip":
                 body, extra = gzip.compress(body, mtime=0), {"Content-Encoding": "gzip"}
             return await self._send(writer, 200, body, ctype, extra)
         if seg[0] == "gen" and len(seg) == 2:
             found = await self._gen(seg[1])
             return await (self._send(writer, 200, *found) if found else self._send(writer, 404))
+        if seg[0] == "gzip-trailing" and len(seg) == 2 and self._file(seg[1]):
+            return await self._gzip_trailing(writer, self._file(seg[1])[0], int(first("trailing", "-1")))
         if path == "/hang":
             await reader.read()  # until the client gives up
             return False
@@ -317,9 +432,23 @@ class HostileWeb:
             writer.write(chunk)
             await writer.drain()
 
+    async def _gzip_trailing(self, writer, body: bytes, trailing: int) -> bool:
+        """A gzip member, then ``trailing`` bytes (< 0: endless) after it; the connection closes."""
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Encoding: gzip\r\n"
+                     b"Connection: close\r\n\r\n" + gzip.compress(body, mtime=0))
+        junk = b"\x00trailing" * 6554
+        while trailing != 0:
+            part = junk if trailing < 0 else junk[:trailing]
+            writer.write(part)
+            trailing = -1 if trailing < 0 else trailing - len(part)
+            await writer.drain()
+        return False
+
     async def _robots(self, host: str, writer) -> bool:
         if host == "robots500.test":
             return await self._send(writer, 500, b"robots broken")
+        if host.startswith("bigrobots"):
+            return await self._send(writer, 200, await self._lazy("big-robots", big_robots))
         body = b"User-agent: *\nDisallow: /\n" if host == "deny.test" else b"User-agent: *\nDisallow: /private/\n"
         return await self._send(writer, 200, body)
 
@@ -331,20 +460,35 @@ class HostileWeb:
 
 
 def start_subprocess(image_dirs: list[Path], latency_ms: float = 0.0,
-                     max_seconds: float = 3600, nice: int = 0) -> tuple[subprocess.Popen, int]:
+                     max_seconds: float = 3600, nice: int = 0, dns: bool = False) -> tuple[subprocess.Popen, int]:
     """Run the server in a child process; returns (process, port).  The child exits when
     its stdin closes (so when the parent dies) or after ``max_seconds``.  ``nice`` > 0
     lowers its priority (benchmarks: the server stands for remote hosts, so it should not
-    take the client's CPU when the cores are saturated)."""
+    take the client's CPU when the cores are saturated).  With ``dns``, ``proc.dns_port``
+    is its DNS port.  :func:`stop_subprocess` stops it and returns its ``host_report()``."""
     cmd = [sys.executable, "-m", "clipcurate.testing.hostile_web", "--latency-ms", str(latency_ms),
-           "--max-seconds", str(max_seconds), *map(str, image_dirs)]
+           "--max-seconds", str(max_seconds), *(["--dns"] if dns else []), *map(str, image_dirs)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None)
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
         raise RuntimeError(f"hostile web subprocess did not start: {line!r}")
+    proc.dns_port = int(line.split()[3]) if dns else 0
     return proc, int(line.split()[1])
+
+
+def stop_subprocess(proc: subprocess.Popen, wait: float = 30) -> dict:
+    """Close the child's stdin (it exits) and return its host_report(); kill it after ``wait`` s."""
+    try:
+        out, _ = proc.communicate(timeout=wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    for line in (out or "").splitlines():
+        if line.startswith("REPORT "):
+            return json.loads(line[7:])
+    return {}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -353,13 +497,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency-ms", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=3600)
+    ap.add_argument("--dns", action="store_true", help="also answer DNS on 127.0.0.1 (UDP)")
     args = ap.parse_args(argv)
-    web = HostileWeb(args.image_dirs, latency_ms=args.latency_ms, port=args.port).start()
-    print(f"PORT {web.port}", flush=True)
+    web = HostileWeb(args.image_dirs, latency_ms=args.latency_ms, port=args.port, dns=args.dns).start()
+    print(f"PORT {web.port} DNS {web.dns_port}", flush=True)
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     done.wait(args.max_seconds)
     web.stop()
+    print("REPORT " + json.dumps(web.host_report()), flush=True)
 
 
 if __name__ == "__main__":

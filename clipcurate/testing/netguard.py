@@ -4,6 +4,8 @@
 ``socket.create_connection`` and ``socket.getaddrinfo``: connecting to anything outside
 127.0.0.0/8 or ::1, or resolving a name other than localhost, raises
 :class:`NetworkGuardError` before a packet leaves and is appended to ``violations``.
+c-ares (aiodns) sends its own packets from C, so its lookups are checked too: a lookup of
+a non-local name through a resolver with a non-loopback name server is refused.
 Used by tests/conftest.py for the whole test session and by the download benchmark
 (processes forked after ``install`` inherit it).
 """
@@ -61,7 +63,30 @@ class NetworkGuard:
 
         socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
         socket.create_connection, socket.getaddrinfo = create_connection, getaddrinfo
+        self._guard_aiodns()
         self.installed = True
+
+    def _guard_aiodns(self) -> None:
+        try:
+            import aiodns
+        except ImportError:
+            return
+        guard = self
+
+        def wrap(orig):
+            def checked(resolver, name, *args, **kwargs):
+                text = name.decode() if isinstance(name, bytes) else str(name)
+                if text.lower() not in _LOCAL_NAMES and not _is_loopback(text):
+                    for server in resolver.nameservers or ["<system resolver>"]:
+                        host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+                        if not _is_loopback(host):
+                            guard.check_host(text, f"resolve (via DNS server {server!r})")
+                return orig(resolver, name, *args, **kwargs)
+            return checked
+
+        for method in ("getaddrinfo", "query", "gethostbyname"):
+            if hasattr(aiodns.DNSResolver, method):
+                setattr(aiodns.DNSResolver, method, wrap(getattr(aiodns.DNSResolver, method)))
 
 
 def _is_loopback(host) -> bool:
