@@ -20,6 +20,15 @@ behind 50 ms injected latency per request; our ``Download`` stage vs img2dataset
   clock needed; and the CPU seconds (this process + reaped children, not our image
   workers: see ``cpu_seconds``) per extra image.
 
+Part 1b -- a real crawl's traps (issue #12), everything resolved through the hostile web's
+DNS server by c-ares, per-host limits on (``--crawl-per-host`` 2 in flight, ``--crawl-rate``
+2/s): 12 hosts whose DNS answer takes 8 s (2 URLs each) next to 20 URLs on 5 healthy hosts,
+100 URLs on 10 hosts serving a 490 KB robots.txt, 40 URLs spelling one host 5 ways
+(userinfo, trailing dot, upper case), gzip members followed by endless / 100 trailing bytes.
+Figures counted at the server (per canonical host: most in flight, most arrivals in any 1 s
+window, robots.txt fetches) and in the stage's stats (requests past the deadline, DNS time
+included), statuses against the expected ones, peak RSS.
+
 The server runs in a child process at ``--server-nice`` (default 10): it stands for remote
 hosts, so when the cores are saturated it should not take the client's CPU.  The load
 average before each run is printed (other jobs may share the machine).
@@ -48,6 +57,7 @@ from clipcurate.download import Download
 from clipcurate.download.config import DownloadConfig
 from clipcurate.schemas.uid import make_uid
 from clipcurate.testing import HostileWeb, start_subprocess
+from clipcurate.testing.hostile_web import stop_subprocess
 from clipcurate.testing.collect import SINK, keep
 from clipcurate.testing.netguard import GUARD
 
@@ -154,6 +164,62 @@ def hostile_part(args) -> dict:
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "non_loopback_attempts": len(GUARD.violations),
             "counts_balance": bool(counts) and tally["in"] == len(records) == tally["kept"] + dropped}
+
+
+def crawl_part(args) -> dict:
+    """Part 1b (module doc): stalling DNS, URL spellings, huge robots.txt, gzip trailing bytes."""
+    names = sorted(p.name for p in IMAGES.glob("*.jpg"))
+    proc, port = start_subprocess([IMAGES], nice=args.server_nice, dns=True)
+    cases = []  # (url, expected status, group)
+    for k in range(12):
+        cases += [(f"http://dnsstall-8000.s{k}.test:{port}/img/{names[i % len(names)]}?i={i}", "dns_timeout", "dns_stalled")
+                  for i in range(2)]
+    cases += [(f"http://h{i % 5}.test:{port}/img/{names[i % len(names)]}?i={i}", "ok", "dns_healthy") for i in range(20)]
+    cases += [(f"http://bigrobots-{i % 10}.test:{port}/img/{names[i % len(names)]}?i={i}", "ok", "big_robots")
+              for i in range(100)]
+    spellings = ["http://u{i}@spell.test:{p}", "http://SPELL.TEST:{p}", "http://spell.test.:{p}",
+                 "http://u{i}:pw@Spell.Test.:{p}", "http://spell.test:{p}"]
+    cases += [(spellings[i % 5].format(i=i, p=port) + f"/img/{names[i % len(names)]}?i={i}", "ok", "spellings")
+              for i in range(40)]
+    cases += [(f"http://gz.test:{port}/gzip-trailing/{names[i % len(names)]}?i={i}" + ("&trailing=100" if i % 2 else ""),
+               "ok" if i % 2 else "too_large", "gzip_trailing") for i in range(20)]
+    records = [rec(u, i) for i, (u, _, _) in enumerate(cases)]
+    cfg = DownloadConfig(allow_loopback=True, dns_servers=[f"127.0.0.1:{proc.dns_port}"], timeout=2.0, retries=1,
+                         dns_timeout=10.0, max_bytes=10_000_000, concurrency=256, batch_size=512,
+                         per_host_concurrency=args.crawl_per_host, per_host_rate=args.crawl_rate, per_host_burst=2,
+                         image_processes=args.image_processes[0], image_nice=args.image_nice)
+    load0, t = load(), time.monotonic()
+    try:
+        kept, rejects, counts, stats = run_stage(records, cfg)
+    finally:
+        wall = time.monotonic() - t
+        hosts = stop_subprocess(proc)
+    by_uid = {r["uid"]: r for r in kept + rejects}
+    groups: dict = {}
+    for (url, want, group), r in zip(cases, records):
+        g = groups.setdefault(group, {"urls": 0, "as_expected": 0, "statuses": collections.Counter()})
+        got = by_uid.get(r["uid"], {}).get("status")
+        g["urls"] += 1
+        g["as_expected"] += got == want
+        g["statuses"][got] += 1
+    for g in groups.values():
+        g["statuses"] = dict(g["statuses"])
+    bound = cfg.per_host_burst + cfg.per_host_rate * 1.0 if cfg.per_host_rate > 0 else None  # token bucket, any 1 s
+    return {"urls": len(records), "wall_s": round(wall, 2), "load_before": load0, "deadline_s": cfg.timeout,
+            "per_host_concurrency": cfg.per_host_concurrency, "per_host_rate": cfg.per_host_rate,
+            "per_host_burst": cfg.per_host_burst, "requests": stats.get("requests"),
+            "over_deadline_incl_dns": stats.get("over_deadline", 0), "max_request_s": stats.get("max_request_seconds"),
+            "max_loop_lag_s": stats.get("max_loop_lag_seconds"), "dns_timeouts": stats.get("dns_timeouts", 0),
+            "dns_lookups": stats.get("dns_lookups"), "robots_fetches": stats.get("robots_fetches"),
+            "with_status_pct": round(100 * sum(1 for r in by_uid.values() if r.get("status")) / len(records), 2),
+            "groups": groups,
+            "server_max_in_flight_per_host": max(h["max_in_flight"] for h in hosts.values()) if hosts else None,
+            "server_max_per_1s_per_host": max(h["max_in_window"] for h in hosts.values()) if hosts else None,
+            "server_rate_bound_per_1s": bound,
+            "server_spell_test": hosts.get("spell.test"),
+            "server_robots_fetches_max_per_host": max(h["robots_fetches"] for h in hosts.values()) if hosts else None,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "non_loopback_attempts": len(GUARD.violations)}
 
 
 def throughput_part(args) -> dict:
@@ -274,12 +340,18 @@ def main():
     ap.add_argument("--img2dataset", type=lambda s: tuple(map(int, s.split("x"))), nargs="+",
                     default=[(1, 64), (2, 32)], help="processes x threads, e.g. 1x64 2x32")
     ap.add_argument("--skip-hostile", action="store_true")
+    ap.add_argument("--skip-crawl", action="store_true")
+    ap.add_argument("--crawl-per-host", type=int, default=2, help="per_host_concurrency of the crawl part")
+    ap.add_argument("--crawl-rate", type=float, default=2.0, help="per_host_rate of the crawl part")
     args = ap.parse_args()
     GUARD.install()
     report = {}
     if not args.skip_hostile:
         report["hostile"] = hostile_part(args)
         print(json.dumps(report["hostile"], indent=1), flush=True)
+    if not args.skip_crawl:
+        report["crawl"] = crawl_part(args)
+        print(json.dumps(report["crawl"], indent=1), flush=True)
     if not args.skip_throughput:
         report["throughput"] = throughput_part(args)
         print(json.dumps(report["throughput"], indent=1), flush=True)

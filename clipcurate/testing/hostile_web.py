@@ -505,7 +505,10 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     done.wait(args.max_seconds)
     web.stop()
-    print("REPORT " + json.dumps(web.host_report()), flush=True)
+    try:
+        print("REPORT " + json.dumps(web.host_report()), flush=True)
+    except BrokenPipeError:  # the parent is gone
+        pass
 
 
 if __name__ == "__main__":
