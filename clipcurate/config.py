@@ -35,6 +35,7 @@ STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "balance", "down
 class RunConfig:
     seed: int = 0
     until: str | None = None  # stop after this stage and write its records as Parquet
+    after: str | None = None  # inputs are an earlier run's until_<after> Parquet: start after that stage
     ingest: IngestConfig = field(default_factory=IngestConfig)
     filter: TextFilterConfig = field(default_factory=TextFilterConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
@@ -46,6 +47,11 @@ class RunConfig:
     def __post_init__(self):
         if self.until is not None and self.until not in STAGES:
             raise ValueError(f"until={self.until!r} is not a stage; choose from {', '.join(STAGES)}")
+        if self.after is not None:
+            if self.after not in STAGES[:-1]:
+                raise ValueError(f"after={self.after!r}: choose a stage from {', '.join(STAGES[:-1])}")
+            if self.until is not None and STAGES.index(self.until) <= STAGES.index(self.after):
+                raise ValueError(f"until={self.until!r} must be a stage after after={self.after!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -60,14 +66,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix == ".toml":
-            data = _tomllib().loads(text)
-        else:
-            raise ValueError(f"config {path}: use a .toml or .json file")
+        data = read_config_file(path)
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as e:
@@ -94,6 +93,20 @@ class RunConfig:
                 raise ValueError(f"override {item!r}: unknown key {keys[-1]!r}; valid: {', '.join(sorted(node))}")
             node[keys[-1]] = value
         return RunConfig.from_dict(data)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw table of a .toml or .json config file (a syntax error names the file)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        if path.suffix == ".toml":
+            return _tomllib().loads(text)
+    except ValueError as e:  # JSONDecodeError, TOMLDecodeError
+        raise ValueError(f"config {path}: {e}") from None
+    raise ValueError(f"config {path}: use a .toml or .json file")
 
 
 def _tomllib():

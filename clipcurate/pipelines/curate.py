@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from clipcurate.config import RunConfig
-from clipcurate.schemas.records import CANDIDATE, FINAL, REJECT
+from clipcurate.schemas.records import CANDIDATE, DOWNLOADED, FINAL, REJECT
 from clipcurate.sinks import manifest as mf
 from clipcurate.sinks.files import join, read_bytes
 from clipcurate.sinks.shards import WriteShards
@@ -96,12 +96,19 @@ def _apply_steps(p_or_recs, steps, cfg: RunConfig, c: "_Collector"):
 
 def build(p: beam.Pipeline, cfg: RunConfig, inputs: list[dict]) -> None:
     """Add the whole curation pipeline to ``p``: text stages, then (unless stopped) image stages."""
+    from clipcurate.pipelines.resume import ReadUntil, steps_after
+
     c = _Collector()
-    recs, stopped = _apply_steps(p, _text_steps(cfg), cfg, c)
+    recs = p  # a staged run (cfg.after) starts from an earlier run's until_* Parquet
+    if cfg.after:
+        recs = c.take(p | "Resume" >> ReadUntil(cfg.ingest.inputs, cfg.after), "resume")
+    recs, stopped = _apply_steps(recs, steps_after(_text_steps(cfg), cfg.after), cfg, c)
     if stopped or not cfg.download.enabled:
         return _finish(p, cfg, c, recs, inputs, schema=CANDIDATE, tar=False)
-    recs, stopped = _apply_steps(recs, _image_steps(cfg), cfg, c)
-    _finish(p, cfg, c, recs, inputs, schema=FINAL, tar=cfg.sink.write_tar and not stopped)
+    recs, stopped = _apply_steps(recs, steps_after(_image_steps(cfg), cfg.after), cfg, c)
+    # until an image stage: keep the image bytes, so a later job can go on from there
+    _finish(p, cfg, c, recs, inputs, schema=DOWNLOADED if stopped else FINAL,
+            tar=cfg.sink.write_tar and not stopped)
 
 
 def _finish(p, cfg: RunConfig, c: _Collector, recs, inputs: list[dict], *, schema, tar: bool) -> None:
