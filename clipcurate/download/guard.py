@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import inspect
 import ipaddress
 import socket
 import time
@@ -131,8 +132,11 @@ def ares_resolver(nameservers: list[str] | None = None, timeout: float = 10.0) -
         return seen
 
     async def close() -> None:
-        if "r" in state:
-            await state.pop("r").close()  # cancels what is pending; no callback after the loop ends
+        if "r" in state:  # cancels what is pending: no c-ares callback after the loop ends
+            r = state.pop("r")
+            done = r.close() if hasattr(r, "close") else r.cancel()
+            if inspect.isawaitable(done):
+                await done
 
     resolve.close = close
     return resolve
