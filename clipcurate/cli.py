@@ -26,7 +26,7 @@ def _run_parser(sub) -> None:
                        description="Run the curation pipeline. Unknown --flags go to Beam.")
     p.add_argument("--config", help="TOML or JSON run config (RunConfig sections)")
     p.add_argument("--input", action="append", default=None, help="input path or glob (repeatable)")
-    p.add_argument("--input-format", choices=["auto", "parquet", "csv", "tsv", "jsonl", "warc", "wat"])
+    p.add_argument("--input-format", choices=["auto", "parquet", "csv", "tsv", "jsonl", "warc", "wat", "mmc4"])
     p.add_argument("--url-col")
     p.add_argument("--caption-col")
     p.add_argument("--columns", help="comma-separated names for a headerless csv/tsv, e.g. caption,url")
