@@ -92,18 +92,26 @@ def test_after_must_come_before_until():
         RunConfig(after="download", until="balance")
 
 
-def test_download_job_does_not_import_the_model_stack(runs):
-    """A job that stops before scoring builds without torch/open_clip (CPU workers need not have them)."""
+def test_text_and_download_jobs_do_not_import_the_model_stack(runs):
+    """Jobs that stop before scoring build without torch/open_clip (CPU workers need not have them)."""
     base = runs[0]
     code = f"""
 import sys, apache_beam as beam
+from clipcurate.cli import build_parser
 from clipcurate.config import RunConfig
-from clipcurate.pipelines.curate import build
-cfg = RunConfig.load({str(base / 'cfg.json')!r})
-cfg.after, cfg.until = "balance", "decontam"
-cfg.ingest.inputs = [{str(base / 's1' / 'until_balance' / '*.parquet')!r}]
-cfg.sink.output = {str(base / 'dry')!r}
-build(beam.Pipeline(), cfg, [])
+from clipcurate.pipelines import curate
+import inspect
+def build(p, cfg):  # curate.build loses its inputs argument when ingest reports lineage
+    curate.build(p, cfg, *([[]] if "inputs" in inspect.signature(curate.build).parameters else []))
+build_parser()
+text = RunConfig.load({str(base / 'cfg.json')!r})
+text.until, text.sink.output = "balance", {str(base / 'dry1')!r}
+build(beam.Pipeline(), text)
+dl = RunConfig.load({str(base / 'cfg.json')!r})
+dl.after, dl.until = "balance", "decontam"
+dl.ingest.inputs = [{str(base / 's1' / 'until_balance' / '*.parquet')!r}]
+dl.sink.output = {str(base / 'dry2')!r}
+build(beam.Pipeline(), dl)
 print(sorted(m for m in ("torch", "torchvision", "open_clip", "sklearn") if m in sys.modules))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -77,10 +77,16 @@ def _image_steps(cfg: RunConfig):
          lambda: NearDedupe(d, cfg.seed, keep_rejects=keep), ("near_dup",)),
         ("decontam", bool(d.eval_sets), "Decontaminate", lambda: Decontaminate(d, keep_rejects=keep),
          ("decontam",)),
-        ("score", s.enabled, "Score", lambda: scoring.Score(s, seed=cfg.seed, keep_rejects=keep), ("score",)),
+        ("score", s.enabled, "Score", lambda: _score_step(scoring.Score(s, seed=cfg.seed, keep_rejects=keep), s),
+         ("score",)),
         ("score_filter", s.enabled and (s.threshold is not None or s.top_fraction is not None),
          "ScoreFilter", lambda: scoring.ScoreFilter(s, keep_rejects=keep), ("score_filter",)),
     ]
+
+
+def _score_step(score, s):
+    """The Score transform, with its accelerator resource hint (right fitting) when configured."""
+    return score.with_resource_hints(accelerator=s.accelerator) if s.accelerator else score
 
 
 def _apply_steps(p_or_recs, steps, cfg: RunConfig, c: "_Collector"):

@@ -27,6 +27,9 @@ class ScoringConfig:
     num_quantiles: int = 10001        # resolution of the approximate quantile sketch
     embeddings_dir: str | None = None  # write L2-normalised embeddings as Parquet shards here
     embedding_shards: int = 16
+    # Beam resource hint on the Score step (Dataflow right fitting puts it on GPU workers, the
+    # other steps on CPU workers), e.g. "type:nvidia-l4;count:1;install-nvidia-driver"
+    accelerator: str | None = None
 
     def __post_init__(self):
         if self.threshold is not None and self.top_fraction is not None:

@@ -251,7 +251,9 @@ def describe_model(model: str, pretrained: str | None = None, checkpoint: str | 
         "model": model,
         "pretrained": None if checkpoint else pretrained,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+        # None when the file is only on the workers (baked into a Dataflow container): the
+        # workers report the sha256 of the weights they load
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint and os.path.isfile(checkpoint) else None,
         "random_init": bool(random_init and not (checkpoint or pretrained)),
         "seed": seed,
         "open_clip_version": open_clip.__version__,
