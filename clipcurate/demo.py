@@ -105,8 +105,17 @@ def run_demo(output: str = "demo_out", beam_args: list[str] | None = None) -> di
 
 
 def format_funnel(manifest: dict) -> str:
+    """The end-of-run summary: per stage in / kept / dropped, then every input file that
+    was skipped or read only in part, with its status and error."""
     lines = [f"{'stage':<18}{'in':>7}{'kept':>7}  dropped"]
     for stage, c in manifest["stages"].items():
         dropped = ", ".join(f"{k}={v}" for k, v in c["dropped"].items()) or "-"
         lines.append(f"{stage:<18}{c['in']:>7}{c['kept']:>7}  {dropped}")
+    inputs = manifest.get("inputs") or []
+    for status, title in (("skipped", "skipped input files"), ("truncated_file", "input files read in part")):
+        bad = [i for i in inputs if (i.get("status") in ("bad_file", "unreadable_file") if status == "skipped"
+                                     else i.get("status") == status)]
+        if bad:
+            lines.append(f"\n{title} ({len(bad)} of {len(inputs)}):")
+            lines += [f"  {i['source']}  {i['status']}: {i.get('error', '')}" for i in bad]
     return "\n".join(lines)

@@ -129,9 +129,12 @@ def build_pool(work: Path, pool, seed: int, corrupt: float) -> tuple[Path, Path]
 
 
 def write_clean_shards(out: Path, clean, seed: int, per_shard: int = 256) -> Path:
-    """The small clean subset as webdataset shards (captions from the same templates, no noise)."""
+    """The small clean subset as webdataset shards (captions from the same templates, no noise).
+    Keys (hence shard order and training order) come from the class and file name, never from
+    where the checkout is: the same images give the same bytes from any directory."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = sorted((_h("clean", p), caption_for(p, y, seed, 0.0, [])[0], p.read_bytes()) for p, y in clean)
+    rows = sorted((_h("clean", CLASSES[y], p.name), caption_for(p, y, seed, 0.0, [])[0], p.read_bytes())
+                  for p, y in clean)
     for s in range(0, len(rows), per_shard):
         with wds.TarWriter(str(out / f"{s // per_shard:05d}.tar")) as w:
             for key, caption, data in rows[s:s + per_shard]:

@@ -185,10 +185,14 @@ def test_parquet_extra_columns_and_explicit_names():
 def test_input_files_manifest_entries():
     import hashlib
     files = input_files(IngestConfig(inputs=[str(DATA / "resiliparse-warc" / "*.warc.gz"), str(EUG_WAT)]))
-    assert [f["path"] for f in files] == sorted(str(p) for p in (CLUEWEB, CC_WARC, EUG_WAT))
+    by_source = {p.name: p for p in (CLUEWEB, CC_WARC, EUG_WAT)}
+    assert [f["source"] for f in files] == sorted(by_source)  # relative to the glob's fixed prefix
     for f in files:
-        data = Path(f["path"]).read_bytes()
+        data = by_source[f["source"]].read_bytes()
         assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+        assert f["status"] == "ok" and "error" not in f
+    rows = {f["source"]: f["rows"] for f in files}  # the counts tabled in docs/ingest.md
+    assert rows == {CLUEWEB.name: 1252, CC_WARC.name: 153, EUG_WAT.name: 4}
 
 
 def test_beam_ingest_over_a_glob_counts_add_up():
@@ -204,7 +208,8 @@ def test_beam_ingest_over_a_glob_counts_add_up():
         reasons = out["rejects"] | beam.Map(lambda r: (r["stage"], r["reason"])) | beam.combiners.Count.PerElement()
         n_in = sum(expected.values())
         want = [(("ingest", "in"), n_in), (("ingest", "kept"), expected["ok"])] + [
-            (("ingest", f"dropped:{s}"), n) for s, n in expected.items() if s != "ok"]
+            (("ingest", f"dropped:{s}"), n) for s, n in expected.items() if s != "ok"] + [
+            (("ingest", "files_in"), 4), (("ingest", "files_ok"), 4)]
         assert_that(counts, equal_to(want), label="counts")
         assert_that(kept_n, equal_to([expected["ok"]]), label="kept")
         assert_that(reasons, equal_to([(("ingest", s), n) for s, n in expected.items() if s != "ok"]),

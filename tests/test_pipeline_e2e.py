@@ -109,7 +109,8 @@ def test_cli_text_only_run_on_real_files(tmp_path):
     assert len(rows) == manifest["stages"]["balance"]["kept"] > 0
     assert all(r["matched"] for r in rows)
     assert not (out / "shards").exists()
-    assert {i["path"].rsplit("/", 1)[-1] for i in manifest["inputs"]} == {"test_1000.parquet", "warcfile.warc.gz"}
+    assert {i["source"] for i in manifest["inputs"]} == {"test_1000.parquet", "warcfile.warc.gz"}
+    assert {i["status"] for i in manifest["inputs"]} == {"ok"}
 
 
 def test_cli_reports_bad_input_clearly(tmp_path):

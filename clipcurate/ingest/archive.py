@@ -31,9 +31,11 @@ class _Truncated(Exception):
     """The record's bytes end before its Content-Length."""
 
 
-def read_archive(path: str, fmt: str) -> Iterator[Pair]:
-    """Yield (status, record) for every image of every HTML response / WAT metadata record."""
-    _check_header(path)
+def read_archive(path: str, fmt: str, source: str | None = None) -> Iterator[Pair]:
+    """Yield (status, record) for every image of every HTML response / WAT metadata record.
+    ``source`` (default: ``path``) is the lineage name written into records and errors."""
+    name = source or path
+    _check_header(path, name)
     records = _records(path)
     while True:
         try:
@@ -41,12 +43,12 @@ def read_archive(path: str, fmt: str) -> Iterator[Pair]:
         except StopIteration:
             return
         except _StreamBroken as e:
-            yield _truncated(path, fmt, e.offset, e.__cause__)
+            yield _truncated(name, fmt, e.offset, e.__cause__)
             return
         try:
-            yield from _record_pairs(record, path, offset)
+            yield from _record_pairs(record, name, offset)
         except _Truncated as e:
-            yield _truncated(path, fmt, offset, e)
+            yield _truncated(name, fmt, offset, e)
             return
 
 
@@ -56,15 +58,15 @@ class _StreamBroken(Exception):
         self.offset = offset
 
 
-def _check_header(path: str) -> None:
+def _check_header(path: str, name: str) -> None:
     """Raise ValueError unless the (gunzipped) file starts like a WARC or ARC file."""
     try:
         with open_binary(path) as f:
             head = f.read(16)
     except (EOFError, zlib.error, OSError) as e:
-        raise ValueError(f"{path}: not a readable WARC/ARC/WAT file: {e}") from e
+        raise ValueError(f"{name}: not a readable WARC/ARC/WAT file: {e}") from e
     if head and not head.startswith(ARCHIVE_MAGICS):
-        raise ValueError(f"{path}: not a readable WARC/ARC/WAT file (starts with {head!r})")
+        raise ValueError(f"{name}: not a readable WARC/ARC/WAT file (starts with {head!r})")
 
 
 def _records(path: str) -> Iterator[tuple[int, Any]]:

@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-FORMATS = ("parquet", "csv", "tsv", "jsonl", "warc", "wat")
+FORMATS = ("parquet", "csv", "tsv", "jsonl", "warc", "wat", "mmc4")  # mmc4: only when named
 _ARCHIVE_SUFFIXES = {".wat": "wat", ".warc": "warc", ".arc": "warc"}
 _TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv",
                    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}

@@ -61,9 +61,17 @@ def clean_extra(extra: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def candidate(url: Any, caption: Any, *, source: str, offset: int, source_format: str,
               extra: dict[str, Any] | None = None, missing_caption: str = "missing_caption",
-              error: str | None = None) -> Pair:
-    """Build one candidate and decide its status: missing_url, missing_caption (or the
-    given reason, e.g. empty_alt), bad_encoding (undecodable bytes in url or caption), else ok."""
+              error: str | None = None, url_col: str = "url", caption_col: str = "caption") -> Pair:
+    """Build one candidate and decide its status: malformed_row (a list or object where
+    text must be, the column named), missing_url, missing_caption (or the given reason,
+    e.g. empty_alt), bad_encoding (undecodable bytes in url or caption), else ok."""
+    for value, role, col in ((url, "url", url_col), (caption, "caption", caption_col)):
+        if isinstance(value, (list, tuple, dict)):
+            kind = "an object" if isinstance(value, dict) else "a list"
+            return dropped("malformed_row", source=source, offset=offset, source_format=source_format,
+                           error=f"{source} row {offset}: {role} column {col!r} holds {kind}, not text",
+                           url=url if isinstance(url, str) else "",
+                           caption=caption if isinstance(caption, str) else "")
     url_s, cap_s = as_text(url).strip(), as_text(caption).strip()
     status = "ok"
     if not url_s:

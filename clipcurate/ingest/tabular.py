@@ -1,8 +1,11 @@
 """Readers for tabular candidate files: Parquet, CSV, TSV and JSONL (or a JSON array).
 
-In: a path and an :class:`IngestConfig`.  Out: an iterator of ``(status, record)``, one per
-data row (blank lines skipped).  ``offset`` is the 0-based data-row index.  A file that
-cannot be read at all, or a missing column, raises ValueError naming the file (and row).
+In: a path, an :class:`IngestConfig` and the file's lineage name (``source``, written into
+records and error texts instead of the path).  Out: an iterator of ``(status, record)``, one
+per data row (blank lines skipped), or per list item when a column path expands a list
+(:mod:`clipcurate.ingest.paths`; JSONL and Parquet).  ``offset`` is the 0-based data-row
+index.  A file that cannot be read at all, or a missing column, raises ValueError naming
+the file (and row).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pyarrow.parquet as pq
 
 from clipcurate.ingest.config import IngestConfig
 from clipcurate.ingest.formats import open_binary, open_raw
+from clipcurate.ingest.paths import NotAList, RowPaths, resolve_paths
 from clipcurate.ingest.rows import Pair, as_text, candidate, dropped, find_column
 
 PARQUET_BATCH_ROWS = 8192
@@ -32,32 +36,50 @@ def _columns(cfg: IngestConfig, available: Sequence[str], path: str) -> tuple[st
     return url, cap, extras
 
 
-def _truncated(path: str, fmt: str, offset: int, e: Exception) -> Pair:
-    return dropped("truncated_record", source=path, offset=offset, source_format=fmt,
-                   error=f"{path}: stream ends or is corrupt after row {offset}: {e}")
+def _truncated(name: str, fmt: str, offset: int, e: Exception) -> Pair:
+    return dropped("truncated_record", source=name, offset=offset, source_format=fmt,
+                   error=f"{name}: stream ends or is corrupt after row {offset}: {e}")
 
 
 # -- Parquet ---------------------------------------------------------------------------
-def read_parquet(path: str, cfg: IngestConfig) -> Iterator[Pair]:
-    """Stream a Parquet file in record batches (only the needed columns are read)."""
+def read_parquet(path: str, cfg: IngestConfig, source: str | None = None) -> Iterator[Pair]:
+    """Stream a Parquet file in record batches (only the needed top-level columns are read;
+    struct and list columns are walked with column paths)."""
+    name = source or path
     with open_raw(path) as f:
         try:
             pf = pq.ParquetFile(f)
         except (pa.ArrowException, OSError) as e:
-            raise ValueError(f"{path}: not a readable Parquet file: {e}") from e
-        url, cap, extras = _columns(cfg, pf.schema_arrow.names, path)
-        needed = list(dict.fromkeys([url, cap, *extras]))
+            raise ValueError(f"{name}: not a readable Parquet file: {e}") from e
+        paths = _paths(cfg, pf.schema_arrow.names, name)
+        needed = paths.columns
         offset = 0
         try:
             for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=needed):
-                cols = {name: batch.column(name).to_pylist() for name in needed}
-                for i in range(batch.num_rows):
-                    extra = {c: cols[c][i] for c in extras} or None
-                    yield candidate(cols[url][i], cols[cap][i], source=path, offset=offset,
-                                    source_format="parquet", extra=extra)
+                cols = [batch.column(c).to_pylist() for c in needed]
+                for values in zip(*cols):
+                    yield from _row_pairs(dict(zip(needed, values)), paths, cfg, name, offset, "parquet")
                     offset += 1
         except (pa.ArrowException, OSError) as e:
-            raise ValueError(f"{path}: Parquet data unreadable at row {offset}: {e}") from e
+            raise ValueError(f"{name}: Parquet data unreadable at row {offset}: {e}") from e
+
+
+def _paths(cfg: IngestConfig, available, where: str) -> RowPaths:
+    return resolve_paths(cfg.url_col, cfg.caption_col, cfg.extra_cols, available, where)
+
+
+def _row_pairs(row: dict[str, Any], paths: RowPaths, cfg: IngestConfig, name: str, offset: int,
+               fmt: str) -> Iterator[Pair]:
+    """The candidates of one row: one, or one per item of the expanded list."""
+    try:
+        triples = paths.rows(row)
+    except NotAList as e:
+        yield dropped("malformed_row", source=name, offset=offset, source_format=fmt,
+                      error=f"{name} row {offset}: {e}")
+        return
+    for url, caption, extra in triples:
+        yield candidate(url, caption, source=name, offset=offset, source_format=fmt, extra=extra,
+                        url_col=cfg.url_col, caption_col=cfg.caption_col)
 
 
 # -- CSV / TSV ---------------------------------------------------------------------------
@@ -69,26 +91,28 @@ def _text_lines(binary: io.BufferedIOBase, encoding: str) -> Iterator[str]:
         yield line.replace("\x00", "")
 
 
-def read_delimited(path: str, cfg: IngestConfig, fmt: str) -> Iterator[Pair]:
+def read_delimited(path: str, cfg: IngestConfig, fmt: str, source: str | None = None) -> Iterator[Pair]:
     """CSV (RFC 4180 quoting) or TSV (tab-separated, no quoting). The first row is the
-    header unless ``cfg.columns`` names the columns of a headerless file."""
+    header unless ``cfg.columns`` names the columns of a headerless file.  Column names
+    are plain names here (a header cell may hold dots)."""
+    name = source or path
     dialect = {"delimiter": ","} if fmt == "csv" else {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
     with open_binary(path) as binary:
         reader = csv.reader(_text_lines(binary, cfg.encoding), **dialect)
-        rows = _safe_rows(reader, path, fmt)
-        header = list(cfg.columns) if cfg.columns else _header(rows, path)
-        url, cap, extras = _columns(cfg, header, path)
-        index = {name: i for i, name in enumerate(header)}
+        rows = _safe_rows(reader, name, fmt)
+        header = list(cfg.columns) if cfg.columns else _header(rows, name)
+        url, cap, extras = _columns(cfg, header, name)
+        index = {col: i for i, col in enumerate(header)}
         offset = 0
         for kind, row, err in rows:
             if kind == "row":
-                yield _delimited_row(row, header, index, url, cap, extras, path, fmt, offset,
+                yield _delimited_row(row, header, index, url, cap, extras, name, fmt, offset,
                                      reader.line_num)
             elif kind == "malformed":
-                yield dropped("malformed_row", source=path, offset=offset, source_format=fmt,
-                              error=f"{path} line {reader.line_num}: {err}")
+                yield dropped("malformed_row", source=name, offset=offset, source_format=fmt,
+                              error=f"{name} line {reader.line_num}: {err}")
             else:
-                yield _truncated(path, fmt, offset, err)
+                yield _truncated(name, fmt, offset, err)
                 return
             offset += 1
 
@@ -129,26 +153,28 @@ def _delimited_row(row, header, index, url, cap, extras, path, fmt, offset, line
 
 
 # -- JSONL -------------------------------------------------------------------------------
-def read_jsonl(path: str, cfg: IngestConfig) -> Iterator[Pair]:
-    """JSON Lines (one object per line), or a single JSON array of objects. Columns are
-    resolved from the first object; a bad line is a malformed_row drop."""
+def read_jsonl(path: str, cfg: IngestConfig, source: str | None = None) -> Iterator[Pair]:
+    """JSON Lines (one object per line), or a single JSON array of objects. Columns (or
+    column paths) are resolved from the first object; a bad line is a malformed_row drop."""
+    name = source or path
     with open_binary(path) as binary:
-        objects = _json_objects(binary, path, cfg.encoding, allow_array=not _is_jsonl_name(path))
-        keys: tuple[str, str, list[str]] | None = None
+        objects = json_objects(binary, name, cfg.encoding, allow_array=not _is_jsonl_name(path))
+        paths: RowPaths | None = None
         for offset, (obj, err) in enumerate(objects):
             if err is not None:
-                reason = "truncated_record" if isinstance(err, _TRUNCATED) else "malformed_row"
-                yield dropped(reason, source=path, offset=offset, source_format="jsonl",
-                              error=f"{path} row {offset}: {err}")
-                if reason == "truncated_record":
+                yield json_error(err, name, offset, "jsonl")
+                if isinstance(err, _TRUNCATED):
                     return
                 continue
-            if keys is None:
-                keys = _columns(cfg, list(obj), f"{path} row {offset}")
-            url, cap, extras = keys
-            extra = {c: obj.get(c) for c in extras} or None
-            yield candidate(obj.get(url), obj.get(cap), source=path, offset=offset,
-                            source_format="jsonl", extra=extra)
+            if paths is None:
+                paths = _paths(cfg, list(obj), f"{name} row {offset}")
+            yield from _row_pairs(obj, paths, cfg, name, offset, "jsonl")
+
+
+def json_error(err: Exception, name: str, offset: int, fmt: str) -> Pair:
+    """The drop for a line that did not give a JSON object (truncated_record when the stream broke)."""
+    reason = "truncated_record" if isinstance(err, _TRUNCATED) else "malformed_row"
+    return dropped(reason, source=name, offset=offset, source_format=fmt, error=f"{name} row {offset}: {err}")
 
 
 def _is_jsonl_name(path: str) -> bool:
@@ -156,7 +182,7 @@ def _is_jsonl_name(path: str) -> bool:
     return name.endswith((".jsonl", ".ndjson"))
 
 
-def _json_objects(binary, path: str, encoding: str,
+def json_objects(binary, path: str, encoding: str,
                   allow_array: bool) -> Iterator[tuple[dict[str, Any] | None, Exception | None]]:
     """(object, None) per JSON object, (None, error) per bad line / non-object.  When
     ``allow_array`` (a .json file) and the file starts with '[', it is one JSON array."""

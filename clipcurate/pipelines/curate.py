@@ -23,7 +23,7 @@ class _Collector:
     """Gathers each stage's counts, rejects and stats while the pipeline is built."""
 
     def __init__(self):
-        self.counts, self.rejects, self.stats, self.order = [], [], [], []
+        self.counts, self.rejects, self.stats, self.order, self.files = [], [], [], [], []
 
     def take(self, result: dict[str, Any], *stages: str):
         self.order.extend(s for s in stages if s not in self.order)
@@ -32,6 +32,8 @@ class _Collector:
             self.rejects.append(result["rejects"])
         if result.get("stats") is not None:
             self.stats.append(result["stats"])
+        if result.get("files") is not None:
+            self.files.append(result["files"])
         return result["kept"]
 
 
@@ -100,24 +102,38 @@ def _apply_steps(p_or_recs, steps, cfg: RunConfig, c: "_Collector"):
     return recs, False
 
 
-def build(p: beam.Pipeline, cfg: RunConfig, inputs: list[dict]) -> None:
-    """Add the whole curation pipeline to ``p``: text stages, then (unless stopped) image stages."""
+def build(p: beam.Pipeline, cfg: RunConfig) -> None:
+    """Add the whole curation pipeline to ``p``: text stages, then (unless stopped) image stages.
+    The manifest's ``inputs`` (one entry per file, with its status) come from the ingest stage."""
     from clipcurate.pipelines.resume import ReadUntil, steps_after
 
     c = _Collector()
     recs = p  # a staged run (cfg.after) starts from an earlier run's until_* Parquet
     if cfg.after:
         recs = c.take(p | "Resume" >> ReadUntil(cfg.ingest.inputs, cfg.after), "resume")
+        c.files.append(p | "ResumeInputs" >> beam.Create(_resume_inputs(cfg)))
     recs, stopped = _apply_steps(recs, steps_after(_text_steps(cfg), cfg.after), cfg, c)
     if stopped or not cfg.download.enabled:
-        return _finish(p, cfg, c, recs, inputs, schema=CANDIDATE, tar=False)
+        return _finish(p, cfg, c, recs, schema=CANDIDATE, tar=False)
     recs, stopped = _apply_steps(recs, steps_after(_image_steps(cfg), cfg.after), cfg, c)
     # until an image stage: keep the image bytes, so a later job can go on from there
-    _finish(p, cfg, c, recs, inputs, schema=DOWNLOADED if stopped else FINAL,
+    _finish(p, cfg, c, recs, schema=DOWNLOADED if stopped else FINAL,
             tar=cfg.sink.write_tar and not stopped)
 
 
-def _finish(p, cfg: RunConfig, c: _Collector, recs, inputs: list[dict], *, schema, tar: bool) -> None:
+def _resume_inputs(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Manifest inputs of a staged run (an earlier run's own Parquet): source, bytes, sha256."""
+    from clipcurate.ingest.inputs import hash_file
+    from clipcurate.ingest.transform import expand_inputs
+
+    out = []
+    for path, source, _ in expand_inputs(cfg.ingest):
+        sha, size = hash_file(path)
+        out.append({"source": source, "bytes": size, "sha256": sha, "status": "ok"})
+    return out
+
+
+def _finish(p, cfg: RunConfig, c: _Collector, recs, *, schema, tar: bool) -> None:
     out = cfg.sink.output
     parquet_dir = "parquet" if cfg.until is None else f"until_{cfg.until}"
     shards = recs | "WriteShards" >> WriteShards(out, cfg.sink.samples_per_shard, tar=tar,
@@ -128,7 +144,8 @@ def _finish(p, cfg: RunConfig, c: _Collector, recs, inputs: list[dict], *, schem
                                                schema=REJECT, parquet_dir="rejects"))
     counts = _flatten(p, c.counts, "AllCounts") | "SumCounts" >> beam.CombinePerKey(sum)
     stats = _flatten(p, c.stats, "AllStats")
-    spec = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "seed": cfg.seed, "inputs": inputs,
+    files = _flatten(p, c.files, "AllFiles")
+    spec = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "seed": cfg.seed,
             "stage_order": c.order + ["write"], "until": cfg.until, "versions_": mf.versions()}
     write_counts = shards | "WriteCounts" >> beam.Map(lambda s: (("write", "in"), s["rows"]))
     (p | "ManifestSeed" >> beam.Create([None])
@@ -136,14 +153,17 @@ def _finish(p, cfg: RunConfig, c: _Collector, recs, inputs: list[dict], *, schem
                                      counts=beam.pvalue.AsList(counts),
                                      write_counts=beam.pvalue.AsList(write_counts),
                                      stats=beam.pvalue.AsList(stats),
+                                     files=beam.pvalue.AsList(files),
                                      shards=beam.pvalue.AsList(shards),
                                      rejects=beam.pvalue.AsList(rejects)))
 
 
-def _write_manifest(_, out, spec, counts, write_counts, stats, shards, rejects):
+def _write_manifest(_, out, spec, counts, write_counts, stats, files, shards, rejects):
     rows = sum(n for _, n in write_counts)
     all_counts = list(counts) + [(("write", "in"), rows), (("write", "kept"), rows)]
-    manifest = mf.build_manifest(counts=all_counts, stats=stats, shards=shards, rejects=rejects, **spec)
+    inputs = sorted(files, key=lambda f: f["source"])
+    manifest = mf.build_manifest(counts=all_counts, stats=stats, shards=shards, rejects=rejects,
+                                 inputs=inputs, **spec)
     return mf.write_manifest(out, manifest)
 
 
@@ -156,22 +176,52 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
 
 
 def run(cfg: RunConfig, beam_args: list[str] | None = None, *, report: bool | None = None) -> dict[str, Any]:
-    """Run the pipeline to completion; return the manifest written to ``cfg.sink.output``."""
-    import json
+    """Run the pipeline to completion; return the manifest written to ``cfg.sink.output``.
 
-    from clipcurate.ingest import input_files
+    Raises ValueError with one line when the run cannot give anything meaningful: no
+    input, a bad input with ``ingest.on_bad_file="fail"``, or no readable input file."""
+    import json
 
     if not cfg.ingest.inputs:
         raise ValueError("no inputs: give --input (paths or globs) or ingest.inputs in the config")
-    inputs = input_files(cfg.ingest)
-    with beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
-        build(p, cfg, inputs)
+    try:
+        with beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
+            build(p, cfg)
+    except Exception as e:  # noqa: BLE001 - a runner wraps a DoFn's error in its own
+        message = _bad_file_line(e)
+        if message is None:
+            raise
+        raise ValueError(message) from None
     manifest = json.loads(read_bytes(join(cfg.sink.output, "manifest.json")))
     _remove_stale_shards(cfg.sink.output, manifest)
+    _check_readable(manifest, cfg.sink.output)
     if report if report is not None else cfg.sink.report:
         from clipcurate.sinks.report import write_report
         write_report(cfg.sink.output)
     return manifest
+
+
+def _bad_file_line(e: BaseException) -> str | None:
+    """The BadInputFile message inside a (runner-wrapped) exception, on one line, or None."""
+    from clipcurate.ingest.transform import BAD_FILE_MARK
+
+    text = str(e)
+    at = text.find(BAD_FILE_MARK)
+    if at < 0:
+        return None
+    line = text[at:].split("\n", 1)[0]
+    return line.split(" [while running", 1)[0].strip()
+
+
+def _check_readable(manifest: dict[str, Any], output: str) -> None:
+    """Raise ValueError when every input file was skipped (nothing could be read)."""
+    inputs = manifest["inputs"]
+    skipped = [i for i in inputs if i["status"] in ("bad_file", "unreadable_file")]
+    if inputs and len(skipped) == len(inputs):
+        named = "; ".join(f"{i['source']}: {i['status']}" for i in skipped[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        raise ValueError(f"no readable input: all {len(inputs)} input file(s) were skipped ({named}{more}); "
+                         f"errors in {join(output, 'manifest.json')}")
 
 
 def _remove_stale_shards(output: str, manifest: dict[str, Any]) -> None:
