@@ -43,8 +43,8 @@ def _truncated(name: str, fmt: str, offset: int, e: Exception) -> Pair:
 
 # -- Parquet ---------------------------------------------------------------------------
 def read_parquet(path: str, cfg: IngestConfig, source: str | None = None) -> Iterator[Pair]:
-    """Stream a Parquet file in record batches (only the needed top-level columns are read;
-    struct and list columns are walked with column paths)."""
+    """Stream a Parquet file row group by row group in record batches (only the needed
+    top-level columns are read; struct and list columns are walked with column paths)."""
     name = source or path
     with open_raw(path) as f:
         try:
@@ -55,11 +55,12 @@ def read_parquet(path: str, cfg: IngestConfig, source: str | None = None) -> Ite
         needed = paths.columns
         offset = 0
         try:
-            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=needed):
-                cols = [batch.column(c).to_pylist() for c in needed]
-                for values in zip(*cols):
-                    yield from _row_pairs(dict(zip(needed, values)), paths, cfg, name, offset, "parquet")
-                    offset += 1
+            for group in range(pf.num_row_groups):  # a corrupt row group stops after the good ones
+                for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[group], columns=needed):
+                    cols = [batch.column(c).to_pylist() for c in needed]
+                    for values in zip(*cols):
+                        yield from _row_pairs(dict(zip(needed, values)), paths, cfg, name, offset, "parquet")
+                        offset += 1
         except (pa.ArrowException, OSError) as e:
             raise ValueError(f"{name}: Parquet data unreadable at row {offset}: {e}") from e
 

@@ -7,6 +7,8 @@ only what survives).  ``cfg.until`` stops after a stage and writes its records a
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 import apache_beam as beam
@@ -185,7 +187,7 @@ def run(cfg: RunConfig, beam_args: list[str] | None = None, *, report: bool | No
     if not cfg.ingest.inputs:
         raise ValueError("no inputs: give --input (paths or globs) or ingest.inputs in the config")
     try:
-        with beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
+        with _quiet_bad_file_logs(), beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
             build(p, cfg)
     except Exception as e:  # noqa: BLE001 - a runner wraps a DoFn's error in its own
         message = _bad_file_line(e)
@@ -199,6 +201,35 @@ def run(cfg: RunConfig, beam_args: list[str] | None = None, *, report: bool | No
         from clipcurate.sinks.report import write_report
         write_report(cfg.sink.output)
     return manifest
+
+
+# where Beam's local runners log a DoFn's exception (in process; relayed from worker processes)
+_BEAM_ERROR_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.bundle_processor",
+                       "apache_beam.runners.worker.sdk_worker", "apache_beam.runners.portability.local_job_service")
+
+
+class _DropBadFileLogs(logging.Filter):
+    """Drops the runner's log record (with traceback) of a BadInputFile: run() says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from clipcurate.ingest.transform import BAD_FILE_MARK
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return BAD_FILE_MARK not in record.getMessage() and BAD_FILE_MARK not in str(exc or "")
+
+
+@contextlib.contextmanager
+def _quiet_bad_file_logs():
+    """While the pipeline runs in this process, keep a bad input file's traceback out of the log."""
+    quiet = _DropBadFileLogs()
+    where = list(logging.getLogger().handlers) + [logging.getLogger(name) for name in _BEAM_ERROR_LOGGERS]
+    for w in where:
+        w.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for w in where:
+            w.removeFilter(quiet)
 
 
 def _bad_file_line(e: BaseException) -> str | None:
