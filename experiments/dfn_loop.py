@@ -136,7 +136,7 @@ def write_clean_shards(out: Path, clean, seed: int, per_shard: int = 256) -> Pat
     rows = sorted((_h("clean", CLASSES[y], p.name), caption_for(p, y, seed, 0.0, [])[0], p.read_bytes())
                   for p, y in clean)
     for s in range(0, len(rows), per_shard):
-        with wds.TarWriter(str(out / f"{s // per_shard:05d}.tar")) as w:
+        with wds.TarWriter(str(out / f"{s // per_shard:05d}.tar"), mtime=0) as w:  # no clock in the bytes
             for key, caption, data in rows[s:s + per_shard]:
                 w.write({"__key__": key, "jpg": data, "txt": caption})
     return out

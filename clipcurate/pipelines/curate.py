@@ -164,8 +164,8 @@ def _write_manifest(_, out, spec, counts, write_counts, stats, files, shards, re
     rows = sum(n for _, n in write_counts)
     all_counts = list(counts) + [(("write", "in"), rows), (("write", "kept"), rows)]
     inputs = sorted(files, key=lambda f: f["source"])
-    manifest = mf.build_manifest(counts=all_counts, stats=stats, shards=shards, rejects=rejects,
-                                 inputs=inputs, **spec)
+    manifest = mf.build_manifest(counts=all_counts, stats=mf.relative_to_output(list(stats), out),
+                                 shards=shards, rejects=rejects, inputs=inputs, **spec)
     return mf.write_manifest(out, manifest)
 
 

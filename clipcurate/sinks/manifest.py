@@ -77,6 +77,19 @@ def build_manifest(*, config: dict, config_hash: str, seed: int, inputs: list[di
     }
 
 
+def relative_to_output(value: Any, output: str) -> Any:
+    """``value`` with every string naming a file under ``output`` made relative to it (a stage's
+    stats may name a file it wrote; the manifest must not hold the output's location)."""
+    prefix = output.rstrip("/\\") + "/"
+    if isinstance(value, str):
+        return value[len(prefix):] if value.replace("\\", "/").startswith(prefix.replace("\\", "/")) else value
+    if isinstance(value, dict):
+        return {k: relative_to_output(v, output) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(relative_to_output(v, output) for v in value)
+    return value
+
+
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False, default=_json_default) + "\n").encode()
 
