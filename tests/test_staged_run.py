@@ -117,3 +117,55 @@ print(sorted(m for m in ("torch", "torchvision", "open_clip", "sklearn") if m in
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- the reader's pure core, without Beam --------------------------------------------------------
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def test_records_round_trip_through_until_parquet():
+    import io
+
+    import numpy as np
+
+    from clipcurate.pipelines.resume import until_schema
+    from clipcurate.schemas.records import new_candidate
+    from clipcurate.schemas.uid import make_uid
+    from clipcurate.sinks.shards import parquet_bytes
+
+    jpg = next(iter(sorted((DATA / "open-images-cc-test-images").rglob("*.jpg")))).read_bytes()
+    rows = pq.read_table(DATA / "img2dataset-tests" / "test_1000.parquet").to_pylist()[:50]
+    recs = []
+    for i, r in enumerate(rows):
+        rec = new_candidate(url=r["URL"], caption=r["TEXT"], source="test_1000.parquet", offset=i,
+                            source_format="parquet", uid=make_uid(r["URL"], r["TEXT"]),
+                            extra={"similarity": r.get("similarity")} if i % 2 else None)
+        # float32 values, as the stages produce them (fastText, CLIP)
+        rec.update(language="en", language_score=float(np.float32(0.5 + i / 200)), matched=[i, i + 1])
+        recs.append(rec)
+    def expected(rs):  # a null field reads back absent ("absent or None", schemas/records.py)
+        return [{k: v for k, v in r.items() if v is not None} for r in sorted(rs, key=lambda r: r["uid"])]
+
+    assert any(r["extra"] is None for r in recs) and any(r["extra"] for r in recs)
+    text = list(records_from_table(pq.read_table(io.BytesIO(parquet_bytes(recs, until_schema("balance"))))))
+    assert text == expected(recs)
+    images = [dict(r, status="ok", sha256=hashlib.sha256(jpg).hexdigest(), width=10, height=20,
+                   image_format="jpeg", http_status=200, image=jpg) for r in recs]
+    back = list(records_from_table(pq.read_table(io.BytesIO(parquet_bytes(images, until_schema("decontam"))))))
+    assert back == expected(images)
+
+
+def test_steps_after_and_kind_checks():
+    from clipcurate.pipelines.resume import check_kind, steps_after, until_schema
+
+    steps = [("ingest",), ("filter",), ("balance",), ("download",), ("score",)]
+    assert steps_after(steps, None) == steps
+    assert steps_after(steps, "filter") == [("balance",), ("download",), ("score",)]
+    assert steps_after(steps, "near_dup") == [("score",)]
+    raw = pq.read_schema(DATA / "img2dataset-tests" / "test_1000.parquet")
+    with pytest.raises(ValueError, match="not clipcurate output"):
+        check_kind(raw, "balance", "test_1000.parquet")
+    check_kind(until_schema("dedupe_url"), "balance", "x")  # text stages share the candidate schema
+    with pytest.raises(ValueError, match="'candidate' records, but --after download"):
+        check_kind(until_schema("balance"), "download", "x")
