@@ -152,6 +152,7 @@ def test_text_only_job():
     assert not set(IMAGE_STAGES) & job["top"]
     assert not any(h.get(ACCELERATOR_URN) for h in job["hints"].values())
     assert max(job["pickles"].values()) < MB
+    assert job["request_bytes"] < REQUEST_LIMIT / 20 and job["graph_bytes"] < GRAPH_LIMIT / 5
     print(f"\ntext-only job: request {job['request_bytes']} B, pipeline proto {job['graph_bytes']} B")
 
 
