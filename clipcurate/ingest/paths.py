@@ -75,6 +75,11 @@ class RowPaths:
     each: tuple[Step, ...] | None  # the expanded list's path, when any path holds [*]
 
     @property
+    def flat(self) -> bool:
+        """True when every path is one top-level column (no nesting, no expansion)."""
+        return all(len(s) == 1 for s in (self.url, self.caption, *(s for _, s in self.extras)))
+
+    @property
     def columns(self) -> list[str]:
         return list(dict.fromkeys([self.url[0], self.caption[0], *(s[0] for _, s in self.extras)]))
 
@@ -108,7 +113,8 @@ def resolve_paths(url_col: str, caption_col: str, extra_cols: Sequence[str], ava
         return (head, *steps[1:])
 
     url, cap = one(url_col, "url"), one(caption_col, "caption")
-    extras = tuple((name, one(name, "extra")) for name in extra_cols)
+    extras = tuple((name if is_nested(name) else steps[0], steps)  # a plain column keeps its own name
+                   for name, steps in ((n, one(n, "extra")) for n in extra_cols))
     lists = {s[:s.index(EACH)] for s in [url, cap, *(s for _, s in extras)] if EACH in s}
     if len(lists) > 1:
         raise ValueError(f"{where}: column paths expand different lists "

@@ -57,8 +57,12 @@ def read_parquet(path: str, cfg: IngestConfig, source: str | None = None) -> Ite
         try:
             for group in range(pf.num_row_groups):  # a corrupt row group stops after the good ones
                 for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[group], columns=needed):
-                    cols = [batch.column(c).to_pylist() for c in needed]
-                    for values in zip(*cols):
+                    cols = {c: batch.column(c).to_pylist() for c in needed}
+                    if paths.flat:  # the common case, without a dict per row
+                        yield from _flat_pairs(cols, paths, cfg, name, offset, batch.num_rows)
+                        offset += batch.num_rows
+                        continue
+                    for values in zip(*cols.values()):
                         yield from _row_pairs(dict(zip(needed, values)), paths, cfg, name, offset, "parquet")
                         offset += 1
         except (pa.ArrowException, OSError) as e:
@@ -67,6 +71,16 @@ def read_parquet(path: str, cfg: IngestConfig, source: str | None = None) -> Ite
 
 def _paths(cfg: IngestConfig, available, where: str) -> RowPaths:
     return resolve_paths(cfg.url_col, cfg.caption_col, cfg.extra_cols, available, where)
+
+
+def _flat_pairs(cols: dict[str, list], paths: RowPaths, cfg: IngestConfig, name: str, offset: int,
+                n: int) -> Iterator[Pair]:
+    url, cap = cols[paths.url[0]], cols[paths.caption[0]]
+    extras = [(key, cols[steps[0]]) for key, steps in paths.extras]
+    for i in range(n):
+        extra = {key: col[i] for key, col in extras} or None
+        yield candidate(url[i], cap[i], source=name, offset=offset + i, source_format="parquet", extra=extra,
+                        url_col=cfg.url_col, caption_col=cfg.caption_col)
 
 
 def _row_pairs(row: dict[str, Any], paths: RowPaths, cfg: IngestConfig, name: str, offset: int,
