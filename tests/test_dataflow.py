@@ -16,6 +16,7 @@ import pytest
 
 from clipcurate.config import RunConfig
 from clipcurate.demo import demo_dir
+from clipcurate.pipelines.curate import build
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -30,15 +31,6 @@ GRAPH_LIMIT = 10 * MB    # Dataflow: job graph
 TEXT_STAGES = ["Ingest", "TextFilter", "DedupeUrl", "NearDupCaption", "MetaCLIP"]
 IMAGE_STAGES = ["Download", "DedupeContent", "NearDup", "Decontaminate", "Score", "ScoreFilter"]
 SINKS = ["WriteShards", "WriteRejects", "WriteManifest"]
-
-
-def build_pipeline(p, cfg: RunConfig) -> None:
-    """``curate.build`` (which loses its ``inputs`` argument when the ingest stage reports lineage)."""
-    import inspect
-
-    from clipcurate.pipelines.curate import build
-
-    build(p, cfg, *([[]] if "inputs" in inspect.signature(build).parameters else []))
 
 
 def _apiclient():
@@ -80,7 +72,7 @@ def dry_run(cfg: RunConfig) -> dict:
         "--region=us-central1", "--temp_location=gs://placeholder-bucket/tmp", "--job_name=clipcurate-dry-run",
         f"--setup_file={ROOT / 'setup.py'}", "--experiments=use_runner_v2"])
     p = beam.Pipeline(options=options)
-    build_pipeline(p, cfg)
+    build(p, cfg)
     job = p.run().job
     proto = job.proto_pipeline
     # what create_job_description adds before the request is sent (the pipeline itself is staged)

@@ -99,10 +99,7 @@ def test_text_and_download_jobs_do_not_import_the_model_stack(runs):
 import sys, apache_beam as beam
 from clipcurate.cli import build_parser
 from clipcurate.config import RunConfig
-from clipcurate.pipelines import curate
-import inspect
-def build(p, cfg):  # curate.build loses its inputs argument when ingest reports lineage
-    curate.build(p, cfg, *([[]] if "inputs" in inspect.signature(curate.build).parameters else []))
+from clipcurate.pipelines.curate import build
 build_parser()
 text = RunConfig.load({str(base / 'cfg.json')!r})
 text.until, text.sink.output = "balance", {str(base / 'dry1')!r}
