@@ -110,7 +110,8 @@ def test_parquet_unreadable_midway_keeps_rows_before(tmp_path, monkeypatch):
     statuses = collections.Counter(s for s, _ in pairs)
     assert read.info["status"] == "truncated_file" and statuses["truncated_record"] == 1
     assert pairs[-1][0] == "truncated_record" and pairs[-1][1]["offset"] == 500
-    assert [r["url"] for s, r in pairs[:500]] == [u.strip() for u in pq.read_table(LAION).column("URL").to_pylist()[:500]]
+    urls = [u.strip() for u in pq.read_table(LAION).column("URL").to_pylist()]
+    assert [r["url"] for s, r in pairs[:500]] == urls[:500]
     assert "unreadable after row 499" in read.info["error"] and str(tmp_path) not in read.info["error"]
 
 
@@ -124,6 +125,20 @@ def test_permission_denied_is_unreadable_file(tmp_path):
     finally:
         path.chmod(0o644)
     assert info["status"] == "unreadable_file" and "PermissionError" in info["error"]
+
+
+def test_permission_denied_as_root_too(tmp_path, monkeypatch):
+    """Root reads a chmod 000 file, so the OS error is injected where the file is opened."""
+    import clipcurate.ingest.inputs as inputs
+    path = tmp_path / "locked.parquet"
+    shutil.copy(LAION, path)
+
+    def denied(p, *a, **k):
+        raise PermissionError(13, "Permission denied", p)
+    monkeypatch.setattr(inputs.FileSystems, "open", denied)
+    info = InputRead(str(path), "locked.parquet", IngestConfig()).run()
+    assert info["status"] == "unreadable_file" and info["sha256"] is None
+    assert info["error"] == "locked.parquet: PermissionError: [Errno 13] Permission denied: 'locked.parquet'"
 
 
 # -- the pipeline: good rows curated, bad files named --------------------------------------
@@ -147,7 +162,7 @@ def test_run_over_good_and_corrupt_inputs(tmp_path, monkeypatch):
     cfg1 = IngestConfig()
     want = {(r["url"], r["caption"]) for name in ("good.parquet", "good.warc.gz", "cut.warc.gz")
             for s, r in read_file(str(d / name), cfg1) if s == "ok"}
-    rows = [r for f in sorted((tmp_path / "out" / "until_ingest").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    rows = pq.read_table(tmp_path / "out" / "until_ingest").to_pylist()
     assert {(r["url"], r["caption"]) for r in rows} == want and len(rows) == 1000 + 32 + 7
 
     ingest = manifest["stages"]["ingest"]

@@ -71,8 +71,8 @@ def test_mmc4_one_candidate_per_image(mmc4_file):
     assert [s for s, _ in pairs] == ["ok"] * n_images
     want = [(line, d["url"], im["raw_url"], d["text_list"][im["matched_text_index"]], k)
             for line, d in enumerate(docs) for k, im in enumerate(d["image_info"])]
-    got = [(r["offset"], json.loads(r["extra"])["page_url"], r["url"], r["caption"], json.loads(r["extra"])["image_index"])
-           for _, r in pairs]
+    extras = [json.loads(r["extra"]) for _, r in pairs]
+    got = [(r["offset"], e["page_url"], r["url"], r["caption"], e["image_index"]) for (_, r), e in zip(pairs, extras)]
     assert got == want
     pages = _pages()
     for _, r in pairs:  # url and caption are the real pair of that page
@@ -100,7 +100,8 @@ def test_mmc4_malformed_documents_name_the_field(tmp_path, mmc4_file):
     assert "image_info[0] is str, not an object" in errors[3]
     assert all(e.startswith("bad.jsonl row ") for e in errors)
     extra = json.loads(pairs[4][1]["extra"])
-    assert extra["could_have_url_duplicate"] == 0 and extra["image_info[*].image_name"] == good["image_info"][0]["image_name"]
+    assert extra["could_have_url_duplicate"] == 0
+    assert extra["image_info[*].image_name"] == good["image_info"][0]["image_name"]
 
 
 def test_list_valued_caption_is_malformed_row_not_a_repr(mmc4_file, tmp_path):
