@@ -5,6 +5,7 @@ In: raw values from any reader.  Out: ``(status, record)`` where record is built
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Sequence
 
@@ -85,8 +86,14 @@ def candidate(url: Any, caption: Any, *, source: str, offset: int, source_format
 
 def dropped(reason: str, *, source: str, offset: int, source_format: str, error: str,
             url: str = "", caption: str = "") -> Pair:
-    """A record for a row that could not be read at all (malformed_row, truncated_record)."""
-    return reason, make_record(url, caption, source, offset, source_format, None, error)
+    """A record for a row (or file) that could not be read (malformed_row, truncated_record,
+    bad_file ...).  With neither url nor caption, its uid is made from reason, source and
+    offset instead, so such rejects do not all share one uid (and sort the same in any run)."""
+    rec = make_record(url, caption, source, offset, source_format, None, error)
+    if not url and not caption:
+        rec["uid"] = hashlib.blake2b(f"{reason}\x00{source}\x00{offset}".encode("utf-8", "surrogatepass"),
+                                     digest_size=16).hexdigest()
+    return reason, rec
 
 
 def _replace_bad(text: str) -> str:
