@@ -174,7 +174,8 @@ def test_run_over_good_and_corrupt_inputs(tmp_path, monkeypatch):
     file_drops = {r["source"]: (r["reason"], r["error"]) for r in rejects
                   if r["reason"] in ("bad_file", "unreadable_file")}
     assert {k: v[0] for k, v in file_drops.items()} == BAD
-    assert len({r["uid"] for r in rejects if not r["url"] and not r["caption"]}) == 6  # 5 files + 1 truncated
+    faults = [r["uid"] for r in rejects if r["reason"] in ("bad_file", "unreadable_file", "truncated_record")]
+    assert len(faults) == len(set(faults)) == 6  # 5 files + 1 truncated record: no shared uid
     assert all(str(d) not in r["error"] for r in rejects if r["error"])
     assert len(rejects) == sum(ingest["dropped"].values())
 
