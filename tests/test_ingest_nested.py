@@ -153,6 +153,10 @@ def test_column_paths_dots_index_and_list_expansion(tmp_path):
     pq.write_table(pa.table({"meta": [{"url": u, "text": c} for u, c in zip(urls, caps)]}), tmp_path / "s.parquet")
     pairs = list(read_file(str(tmp_path / "s.parquet"), IngestConfig(url_col="meta.url", caption_col="meta.text")))
     assert [(r["url"], r["caption"]) for _, r in pairs] == list(zip(urls, caps))
+    # ... and a Parquet list<struct> column expanded with [*]
+    pq.write_table(pa.Table.from_pylist(pages[:10]), tmp_path / "pages.parquet")
+    pairs = list(read_file(str(tmp_path / "pages.parquet"), cfg))
+    assert [(r["url"], r["caption"]) for s, r in pairs if s == "ok"] == list(zip(urls, caps)) and len(pairs) == 40
 
 
 def test_bad_column_paths_make_a_bad_file(tmp_path):
