@@ -91,3 +91,20 @@ def test_killed_write_leaves_no_complete_looking_shard(tmp_path, monkeypatch):
         write_shard(3, _records(3), str(tmp_path), tar=True, parquet=False)
     assert not (tmp_path / "shards" / "00003.tar").exists()
     assert [p.name.startswith(".tmp-") for p in (tmp_path / "shards").iterdir()] == [True]
+
+
+def test_rejects_sharing_a_uid_are_written_in_a_fixed_order():
+    """Repeated rows (same url and caption, hence uid) dropped at one stage must not make the
+    rejects Parquet depend on element order."""
+    from clipcurate.schemas.records import REJECT
+    from clipcurate.sinks.shards import parquet_bytes
+
+    url, cap = "http://example.test/a.jpg", "a real caption"
+    uid = make_uid(url, cap)
+    recs = [{"uid": uid, "url": url, "caption": cap, "source": f"part-{i}.parquet", "offset": 7 - i,
+             "source_format": "parquet", "stage": "dedupe_url", "reason": "dup_url"} for i in range(4)]
+    first = parquet_bytes(recs, REJECT)
+    assert first == parquet_bytes(list(reversed(recs)), REJECT)
+    assert first == parquet_bytes(recs[2:] + recs[:2], REJECT)
+    table = pq.read_table(io.BytesIO(first))
+    assert table.column("source").to_pylist() == [f"part-{i}.parquet" for i in range(4)]

@@ -41,11 +41,18 @@ def sample_json(record: dict[str, Any]) -> bytes:
     return json.dumps(meta, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _order_key(rec: dict[str, Any]) -> tuple:
+    """Sort key: uid first; ties (rejects of repeated rows share a uid) broken by lineage
+    and reason, so the order never depends on element order."""
+    return (rec["uid"], str(rec.get("source") or ""), int(rec.get("offset") or 0),
+            str(rec.get("stage") or ""), str(rec.get("reason") or ""), str(rec.get("url") or ""))
+
+
 def tar_bytes(records: Iterable[dict[str, Any]]) -> bytes:
     """A webdataset tar of ``records`` (sorted by uid), byte-stable."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for rec in sorted(records, key=lambda r: r["uid"]):
+        for rec in sorted(records, key=_order_key):
             ext = _EXT.get((rec.get("image_format") or "jpg").lower(), "jpg")
             members = [(f"{rec['uid']}.{ext}", rec["image"]),
                        (f"{rec['uid']}.txt", rec["caption"].encode("utf-8")),
@@ -63,7 +70,7 @@ def tar_bytes(records: Iterable[dict[str, Any]]) -> bytes:
 
 def parquet_bytes(records: Iterable[dict[str, Any]], schema: pa.Schema = FINAL) -> bytes:
     """Parquet (zstd) of ``records`` sorted by uid, in ``schema``'s columns."""
-    table = to_table(sorted(records, key=lambda r: r["uid"]), schema)
+    table = to_table(sorted(records, key=_order_key), schema)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
