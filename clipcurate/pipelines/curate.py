@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from clipcurate.config import RunConfig
+from clipcurate.pipelines import progress
 from clipcurate.schemas.records import CANDIDATE, DOWNLOADED, FINAL, REJECT
 from clipcurate.sinks import manifest as mf
 from clipcurate.sinks.files import join, read_bytes
@@ -187,7 +188,8 @@ def run(cfg: RunConfig, beam_args: list[str] | None = None, *, report: bool | No
     if not cfg.ingest.inputs:
         raise ValueError("no inputs: give --input (paths or globs) or ingest.inputs in the config")
     try:
-        with _quiet_bad_file_logs(), beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
+        with (_quiet_bad_file_logs(), progress.live_run(cfg),  # progress: stderr only, never outputs
+              beam.Pipeline(options=pipeline_options(beam_args or [])) as p):
             build(p, cfg)
     except Exception as e:  # noqa: BLE001 - a runner wraps a DoFn's error in its own
         message = _bad_file_line(e)

@@ -11,7 +11,8 @@ reason.  :class:`CountingDoFn` wraps such a core for Beam.  It emits
   ``keep_rejects`` is set; otherwise nothing is emitted there).
 
 Counts are data (DESIGN.md): the manifest sums them from the ``counts`` output, and
-Beam metrics mirror them for progress only.
+Beam metrics mirror them for progress only; so does the local progress view
+(:mod:`clipcurate.pipelines.progress`), which reads running counts from a side channel.
 
 :class:`BatchCountingDoFn` is the same contract for cores that are cheaper per batch
 (``decide_batch(records) -> [(status, record), ...]``, 1:1): it buffers records and decides
@@ -26,6 +27,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
+from clipcurate.pipelines.progress import bundle_progress
 from clipcurate.schemas.status import OK, check
 
 COUNTS = "counts"
@@ -53,6 +55,7 @@ class CountingDoFn(beam.DoFn):
         self.stage = stage
         self.keep_rejects = keep_rejects
         self._counts: collections.Counter[str] = collections.Counter()
+        self._progress = None
 
     # -- to override ---------------------------------------------------------------
     def decide(self, record: dict[str, Any]) -> tuple[str, dict[str, Any]] | Iterable[tuple[str, dict[str, Any]]]:
@@ -61,6 +64,7 @@ class CountingDoFn(beam.DoFn):
     # -- Beam plumbing ---------------------------------------------------------------
     def start_bundle(self):
         self._counts = collections.Counter()
+        self._progress = bundle_progress(self.stage)  # None unless a local progress view listens
 
     def process(self, record):
         self._counts["in"] += 1
@@ -70,6 +74,8 @@ class CountingDoFn(beam.DoFn):
             yield from self._emit(status, rec)
 
     def _emit(self, status: str, rec: dict[str, Any]):
+        if self._progress is not None:
+            self._progress.tick(self._counts)
         if status == OK:
             self._counts["kept"] += 1
             yield rec
@@ -80,6 +86,9 @@ class CountingDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, dict(rec, stage=self.stage, reason=status))
 
     def finish_bundle(self):
+        if getattr(self, "_progress", None) is not None:
+            self._progress.finish(self._counts)
+            self._progress = None
         for key, n in sorted(self._counts.items()):
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{self.stage}.{key}").inc(n)
             yield beam.pvalue.TaggedOutput(
@@ -145,6 +154,8 @@ class BatchCountingDoFn(CountingDoFn):
             raise RuntimeError(f"{type(self).__name__}.decide_batch returned {len(decisions)} decisions "
                                f"for {len(records)} records")
         self._counts["in"] += len(records)
+        if self._progress is not None:
+            self._progress.tick(self._counts)
         kept = [rec for status, rec in decisions if status == OK]
         dropped = [] if len(kept) == len(decisions) else [
             out for status, rec in decisions if status != OK for out in self._emit(status, rec)]
