@@ -18,6 +18,7 @@ from clipcurate.config import RunConfig
 from clipcurate.pipelines import progress
 from clipcurate.schemas.records import CANDIDATE, DOWNLOADED, FINAL, REJECT
 from clipcurate.sinks import manifest as mf
+from clipcurate.sinks.examples import WriteExamples
 from clipcurate.sinks.files import join, read_bytes
 from clipcurate.sinks.shards import WriteShards
 
@@ -145,6 +146,8 @@ def _finish(p, cfg: RunConfig, c: _Collector, recs, *, schema, tar: bool) -> Non
     rejects = (_flatten(p, c.rejects, "AllRejects")
                | "WriteRejects" >> WriteShards(out, cfg.sink.samples_per_shard * 10, tar=False,
                                                schema=REJECT, parquet_dir="rejects"))
+    # a few thumbnails per outcome (kept, each image-stage drop reason) for the report
+    _ = (recs, _flatten(p, c.rejects, "ExampleRejects")) | "WriteExamples" >> WriteExamples(out)
     counts = _flatten(p, c.counts, "AllCounts") | "SumCounts" >> beam.CombinePerKey(sum)
     stats = _flatten(p, c.stats, "AllStats")
     files = _flatten(p, c.files, "AllFiles")

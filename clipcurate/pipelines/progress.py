@@ -152,16 +152,19 @@ class View:
         self.clock = clock
         self.first: dict[str, float] = {}
         self.last_change: dict[str, tuple[float, int]] = {}
+        self.previous = clock()  # a stage first seen now started after the previous look
 
     def lines(self, totals: dict[str, collections.Counter]) -> list[str]:
         now = self.clock()
         order = {s: i for i, s in enumerate(ORDER)}
         stages = sorted(totals, key=lambda s: (order.get(s, len(ORDER)), s))
-        return [self._line(s, totals[s], now) for s in stages]
+        lines = [self._line(s, totals[s], now) for s in stages]
+        self.previous = now
+        return lines
 
     def _line(self, stage: str, c: collections.Counter, now: float) -> str:
         n_in = c.get("in", 0)
-        self.first.setdefault(stage, now)
+        self.first.setdefault(stage, self.previous if n_in else now)
         if self.last_change.get(stage, (0, -1))[1] != n_in:
             self.last_change[stage] = (now, n_in)
         elapsed = self.last_change[stage][0] - self.first[stage]

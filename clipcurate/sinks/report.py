@@ -10,10 +10,13 @@ per kind, read in file order, the cap noted on the page).
 """
 from __future__ import annotations
 
+import base64
+import datetime
 import html
 import io
 import json
 import logging
+import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,12 +29,13 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
+from clipcurate.sinks.examples import KEPT, THUMB_PX, read_examples  # noqa: E402
 from clipcurate.sinks.files import join, read_bytes, write_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 PLOTS_DIR = "report_files"
-ROW_COLUMNS = ["caption", "language", "width", "height", "original_width", "original_height", "clip_score"]
+ROW_COLUMNS = ["uid", "caption", "language", "width", "height", "original_width", "original_height", "clip_score"]
 
 
 @dataclass
@@ -41,6 +45,7 @@ class RunData:
     kept: dict[str, list] = field(default_factory=dict)
     rejects: dict[str, list] = field(default_factory=dict)
     entry_counts: dict[str, list] | None = None
+    examples: list[dict[str, Any]] | None = None  # stats/examples.parquet rows (thumbnails)
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,6 +92,7 @@ def load_run(output_dir: str, max_rows: int = 200_000) -> RunData:
     entry = join(output_dir, "stats", "metaclip_entry_counts.parquet")
     if FileSystems.exists(entry):
         data.entry_counts, _ = _read_columns([entry], ["entry_id", "entry", "count_before", "count_after"], 10**9)
+    data.examples = read_examples(output_dir)
     return data
 
 
@@ -153,9 +159,9 @@ def plot_image_size(d: RunData, ax) -> str | None:
     if not pairs:
         return "no image sizes in the kept rows"
     x, y = np.array(pairs, dtype=float).T
-    ax.scatter(x, y, s=6, alpha=0.4, color="#264653")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    # a 2-D histogram on log axes: readable for 10 images and for 10 million
+    cells = ax.hexbin(x, y, gridsize=int(np.clip(np.sqrt(len(pairs)), 8, 40)), xscale="log", yscale="log", bins="log", mincnt=1, cmap="viridis")
+    ax.figure.colorbar(cells, ax=ax, label="images per cell")
     ax.set_xlabel("width (px)")
     ax.set_ylabel("height (px)")
     ax.set_title(f"Image size before resizing ({len(pairs):,} kept images)")
@@ -219,6 +225,10 @@ def plot_clusters(d: RunData, ax) -> str | None:
     stats = cluster_stats(d.manifest)
     if not stats:
         return "no *_clusters stats (near-duplicate removal off or found none)"
+    if not any(size > 1 and n for sizes in stats.values() for size, n in sizes.items()):
+        singles = sum(sizes.get(1, 0) for sizes in stats.values())
+        return (f"no duplicate clusters: near-duplicate removal found none"
+                + (f" ({singles:,} records had no near duplicate)" if singles else ""))
     width = 0.8 / len(stats)
     for i, (name, sizes) in enumerate(sorted(stats.items())):
         xs = sorted(sizes)
@@ -248,6 +258,8 @@ def _render(d: RunData, fn) -> tuple[bytes | None, str | None]:
         note = fn(d, ax)
         if note:
             return None, note
+        if not ax.has_data():
+            return None, "no data to draw"
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", metadata={"Software": None})
@@ -283,6 +295,114 @@ def _shard_table(shards: list[dict[str, Any]]) -> str:
     return f'<table id="shards"><tr><th>tar</th><th>parquet</th><th>rows</th></tr>{rows}</table>'
 
 
+def iso_times(value: Any) -> Any:
+    """A copy of a JSON value in which numbers under keys ending in ``_unix`` become ISO 8601
+    UTC strings, under the key with ``_utc`` instead (``max_last_done_unix`` -> ``max_last_done_utc``)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and k.endswith("_unix") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                t = datetime.datetime.fromtimestamp(v, tz=datetime.timezone.utc)
+                out[k[:-5] + "_utc"] = t.isoformat(timespec="seconds").replace("+00:00", "Z")
+            else:
+                out[k] = iso_times(v)
+        return out
+    if isinstance(value, list):
+        return [iso_times(v) for v in value]
+    return value
+
+
+def language_funnel(d: RunData) -> tuple[list[str], list[tuple[str, int, dict[str, int]]]] | None:
+    """Per caption language: kept rows and rows dropped per stage (from kept and rejected rows
+    that carry a language); None unless the rows hold two languages or more."""
+    kept = collections.Counter(x for x in d.kept.get("language", []) if x)
+    dropped: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for lang, stage in zip(d.rejects.get("language", []), d.rejects.get("stage", [])):
+        if lang:
+            dropped[lang][stage or "?"] += 1
+    langs = set(kept) | set(dropped)
+    if len(langs) < 2:
+        return None
+    order = list(d.manifest.get("stages") or {})
+    stages = sorted({s for c in dropped.values() for s in c}, key=lambda s: (order.index(s) if s in order else 99, s))
+    rows = [(lang, kept[lang], dict(dropped[lang])) for lang in langs]
+    rows.sort(key=lambda r: (-(r[1] + sum(r[2].values())), r[0]))
+    return stages, rows
+
+
+def _language_table(d: RunData) -> str:
+    funnel = language_funnel(d)
+    if funnel is None:
+        return ""
+    stages, rows = funnel
+    head = ("<tr><th>language</th><th>identified</th>" + "".join(f"<th>dropped at {_e(s)}</th>" for s in stages)
+            + "<th>kept</th></tr>")
+    body = "".join(
+        f'<tr><td>{_e(lang)}</td><td data-lang="{_e(lang)}" data-key="identified">{kept + sum(drops.values())}</td>'
+        + "".join(f'<td data-lang="{_e(lang)}" data-key="dropped:{_e(s)}">{drops.get(s, 0)}</td>' for s in stages)
+        + f'<td data-lang="{_e(lang)}" data-key="kept">{kept}</td></tr>' for lang, kept, drops in rows)
+    return ("<h2>Funnel per caption language</h2><p>Rows that carry a language (kept rows and rejects; "
+            "drops before language identification have none).</p>"
+            f'<table id="language-funnel">{head}{body}</table>')
+
+
+def _card(ex: dict[str, Any]) -> str:
+    src = "data:image/jpeg;base64," + base64.b64encode(ex["thumbnail"]).decode("ascii")
+    caption = ex.get("caption") or ""
+    short = caption if len(caption) <= 100 else caption[:99] + "…"
+    score = ex.get("clip_score")
+    extra = [f"score {score:.4f}" if score is not None else "no score"]
+    if ex.get("duplicate_of"):
+        extra.append(f"duplicate of {ex['duplicate_of'][:10]}")
+    return (f'<figure class="ex" data-uid="{_e(ex["uid"])}"><img src="{src}" alt="{_e(short)}" '
+            f'title="{_e(caption)}"><figcaption>{_e(short)}<br><small>{_e(" · ".join(extra))}</small>'
+            "</figcaption></figure>")
+
+
+def _reject_captions(d: RunData, stage: str, reason: str, n: int = 3) -> list[tuple[str, str]]:
+    """(uid, caption) of up to n rejected rows of (stage, reason), smallest uid first."""
+    rows = {(u, c) for u, c, s, r in zip(d.rejects.get("uid", []), d.rejects.get("caption", []),
+                                          d.rejects.get("stage", []), d.rejects.get("reason", []))
+            if s == stage and r == reason and u}
+    return sorted(rows, key=lambda x: (x[0], x[1] or ""))[:n]
+
+
+def _gallery(d: RunData) -> str:
+    stages = d.manifest.get("stages") or {}
+    parts = ["<h2>Examples</h2>",
+             f"<p>Chosen by smallest uid (the same on every run); thumbnails at most {THUMB_PX} px, "
+             "embedded in this page.</p>"]
+    if d.examples is None:
+        parts.append('<p class="note" id="examples-missing">No example thumbnails: this run has no '
+                     f"stats/examples.parquet.</p>")
+    by = collections.defaultdict(list)
+    for ex in d.examples or []:
+        by[(ex["stage"], ex["reason"])].append(ex)
+    kept = by.get((KEPT, "ok"), [])
+    parts.append(f"<h3>Kept ({d.manifest.get('total_samples', 0):,} samples)</h3>")
+    parts.append(f'<div class="gallery" id="examples-kept">{"".join(map(_card, kept))}</div>' if kept
+                 else '<p class="note">No kept image to show.</p>')
+    order = list(stages)
+    at_download = order.index("download") if "download" in order else len(order)
+    for i, (stage, s) in enumerate(stages.items()):
+        for reason, n in (s.get("dropped") or {}).items():
+            parts.append(f"<h3>Dropped at {_e(stage)}: {_e(reason)} ({n:,})</h3>")
+            exs = by.get((stage, reason))
+            if exs:
+                parts.append(f'<div class="gallery" id="examples-{_e(stage)}-{_e(reason)}">'
+                             f'{"".join(map(_card, exs))}</div>')
+                continue
+            why = "no image: dropped before or at download" if i <= at_download else "no image kept for this reason"
+            caps = _reject_captions(d, stage, reason)
+            if caps:
+                items = "".join(f"<li><code>{_e(u[:10])}</code> {_e(c)}</li>" for u, c in caps)
+                parts.append(f'<p class="note">{why}; captions:</p><ul class="captions">{items}</ul>')
+            else:
+                parts.append(f'<p class="note">{why}; no rejected rows to show '
+                             "(rejects are written with sink.keep_rejects = true).</p>")
+    return "\n".join(parts)
+
+
 def _html(d: RunData, figures: list[tuple[str, str, str | None, str | None]]) -> str:
     m = d.manifest
     total = m.get("total_samples", sum(s.get("rows", 0) for s in m.get("shards", [])))
@@ -290,18 +410,22 @@ def _html(d: RunData, figures: list[tuple[str, str, str | None, str | None]]) ->
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>clipcurate run report</title>",
         "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:first-child{text-align:left}"
-        ".note{color:#a33}</style></head><body><h1>clipcurate run report</h1>",
+        ".note{color:#a33}.gallery{display:flex;flex-wrap:wrap;gap:8px}"
+        ".ex{width:150px;margin:0;font-size:11px}.ex img{display:block;max-width:96px;max-height:96px}"
+        "img{max-width:100%}</style></head><body><h1>clipcurate run report</h1>",
         f"<p>config hash <code>{_e(m.get('config_hash', ''))}</code>, seed {_e(m.get('seed'))}, "
         f"<span id='total_samples' data-value='{total}'>{total}</span> samples in {len(m.get('shards', []))} shards"
         f"{', stopped after ' + _e(m['until']) if m.get('until') else ''}.</p>",
-        "<h2>Stages</h2>", _stage_table(m.get("stages") or {}),
+        "<h2>Stages</h2>", _stage_table(m.get("stages") or {}), _language_table(d),
     ]
     for key, title, src, note in figures:
         parts.append(f"<h2>{_e(title)}</h2>")
         parts.append(f'<img id="plot-{key}" src="{_e(src)}" alt="{_e(title)}">' if src
                      else f'<p class="note" id="plot-{key}-missing">Not drawn: {_e(note)}.</p>')
+    parts.append(_gallery(d))
     parts += ["<h2>Shards</h2>", _shard_table(m.get("shards", []))]
-    parts += ["<h2>Stats</h2><pre>", _e(json.dumps(m.get("stats", {}), indent=1, sort_keys=True)), "</pre>"]
+    parts += ["<h2>Stats</h2><pre>", _e(json.dumps(iso_times(m.get("stats", {})), indent=1, sort_keys=True)),
+              "</pre>"]
     parts += ["<h2>Versions</h2><pre>", _e(json.dumps(m.get("versions", {}), indent=1)), "</pre>"]
     if d.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in d.notes) + "</ul>")
