@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install clipcurate with every extra (models: torch/open_clip for scoring and training;
 # train: open_clip_torch[training] with the webdataset it pins, for open_clip_train.main;
-# dataflow: Beam's GCP client; test: pytest, img2dataset), plus Debian's WordNet data files
+# dataflow: Beam's GCP client; test: pytest, img2dataset; worldwide: wordfreq, pythainlp), plus Debian's WordNet data files
 # (used by the MetaCLIP metadata builder) and chromium (report test) when apt-get is available
 # and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -e ".[test,models,dataflow,train]"
+python -m pip install -q -e ".[test,models,dataflow,train,worldwide]"
 if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wordnet-base >/dev/null) \
     || echo "warning: could not install wordnet-base; WordNet metadata tests will be skipped" >&2

@@ -1,7 +1,9 @@
 """Read and check a MetaCLIP metadata file (the list of entries to match).
 
 Formats: a ``.json`` file holds one JSON array of strings (MetaCLIP's
-``metadata.json``); any other file holds one entry per line (UTF-8, ``\\n`` or
+``metadata.json``) or, for worldwide curation (MetaCLIP 2), one JSON object mapping a
+metadata language to its array (``{"en": [...], "zh": [...], "other": [...]}``); global
+entry ids then run over the languages in sorted order.  Any other file holds one entry per line (UTF-8, ``\\n`` or
 ``\\r\\n``; a final newline does not add an entry).  Entry ids are positions in
 that list.  Files are read through Beam's ``FileSystems`` (local paths, gs://, ...).
 
@@ -32,6 +34,19 @@ class Metadata:
     num_blank: int = 0          # empty or whitespace-only: never match
     num_duplicate: int = 0      # later copies of an entry: never match (the first copy does)
     num_unmatchable: int = 0    # hold one of , . ; : ? ! ` or a tab/newline: can never match
+    languages: dict[str, list[str]] | None = field(default=None, repr=False)  # worldwide: entries per language
+
+    @property
+    def worldwide(self) -> bool:
+        return self.languages is not None
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """Worldwide: ``{lang: (first global id, number of entries)}`` in sorted language order."""
+        out, n = {}, 0
+        for lang in sorted(self.languages or {}):
+            out[lang] = (n, len(self.languages[lang]))
+            n += len(self.languages[lang])
+        return out
 
     @property
     def num_active(self) -> int:
@@ -39,9 +54,13 @@ class Metadata:
 
     def summary(self) -> dict:
         """JSON-able description for the manifest."""
-        return {"metadata": self.path, "sha256": self.sha256, "entries": len(self.entries),
-                "active_entries": self.num_active, "blank_entries": self.num_blank,
-                "duplicate_entries": self.num_duplicate, "unmatchable_entries": self.num_unmatchable}
+        out = {"metadata": self.path, "sha256": self.sha256, "entries": len(self.entries),
+               "active_entries": self.num_active, "blank_entries": self.num_blank,
+               "duplicate_entries": self.num_duplicate, "unmatchable_entries": self.num_unmatchable}
+        if self.worldwide:
+            out["worldwide"] = True
+            out["language_entries"] = {lang: len(v) for lang, v in sorted(self.languages.items())}
+        return out
 
 
 def read_bytes(path: str) -> bytes:
@@ -55,7 +74,20 @@ def read_bytes(path: str) -> bytes:
 
 
 def parse_entries(data: bytes, path: str) -> list[str]:
-    """Entries from file bytes (JSON array for ``*.json``, else one per line)."""
+    """Entries from file bytes (JSON array for ``*.json``, else one per line); a worldwide object is flattened."""
+    value = parse_metadata(data, path)
+    if isinstance(value, dict):
+        return flatten_languages(value)
+    return value
+
+
+def flatten_languages(languages: dict[str, list[str]]) -> list[str]:
+    """All entries of a worldwide object in global id order (languages sorted)."""
+    return [e for lang in sorted(languages) for e in languages[lang]]
+
+
+def parse_metadata(data: bytes, path: str) -> list[str] | dict[str, list[str]]:
+    """A list of entries, or (worldwide JSON object) a dict language -> entries."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -77,22 +109,44 @@ def _parse_json(text: str, path: str) -> list[str]:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise MetadataError(f"metadata file {path}: not valid JSON ({e})") from e
+    if isinstance(value, dict):
+        if not value:
+            raise MetadataError(f"metadata file {path}: the language object is empty")
+        for lang, items in value.items():
+            if not isinstance(lang, str) or not lang or lang != lang.strip().lower():
+                raise MetadataError(f"metadata file {path}: language key {lang!r} must be a lower-case code like 'en'")
+            _check_list(items, path, f"[{lang!r}]")
+        return value
+    _check_list(value, path, "")
+    return value
+
+
+def _check_list(value, path: str, where: str) -> None:
     if not isinstance(value, list):
-        raise MetadataError(f"metadata file {path}: expected a JSON array of strings, got {type(value).__name__}")
+        raise MetadataError(f"metadata file {path}{where}: expected a JSON array of strings, got {type(value).__name__}")
     for i, v in enumerate(value):
         if not isinstance(v, str):
-            raise MetadataError(f"metadata file {path}: item {i} is {type(v).__name__} ({v!r:.60}), expected a string")
-    return value
+            raise MetadataError(f"metadata file {path}{where}: item {i} is {type(v).__name__} ({v!r:.60}), "
+                                f"expected a string")
 
 
 def load_metadata(path: str) -> Metadata:
     """Read, check and describe the metadata file at ``path``."""
     data = read_bytes(path)
-    entries = parse_entries(data, path)
-    active = active_entries(entries)
-    if not active:
+    value = parse_metadata(data, path)
+    languages = value if isinstance(value, dict) else None
+    groups = [value[lang] for lang in sorted(value)] if languages else [value]
+    entries = flatten_languages(value) if languages else value
+    if not entries:
+        raise MetadataError(f"metadata file {path}: has no entries")
+    n_active = n_blank = n_unmatchable = 0
+    for group in groups:  # duplicates are per language: "猫" may be in zh and ja
+        active = active_entries(group)
+        n_active += len(active)
+        n_blank += sum(1 for e in group if not e.strip())
+        n_unmatchable += len(active) - sum(map(is_matchable, active))
+    if not n_active:
         raise MetadataError(f"metadata file {path}: all {len(entries)} entries are empty or whitespace")
-    num_blank = sum(1 for e in entries if not e.strip())
     return Metadata(path=path, sha256=hashlib.sha256(data).hexdigest(), entries=entries,
-                    num_blank=num_blank, num_duplicate=len(entries) - num_blank - len(active),
-                    num_unmatchable=len(active) - sum(map(is_matchable, active)))
+                    num_blank=n_blank, num_duplicate=len(entries) - n_blank - n_active,
+                    num_unmatchable=n_unmatchable, languages=languages)

@@ -14,6 +14,13 @@ Consequences worth knowing: ``"cat."`` matches ``cat`` (the dot is spaced off) b
 characters (``"St. Louis"``) can never match; ``"a  dog"`` (two spaces) does not match
 ``a dog``.
 
+Worldwide mode (MetaCLIP 2, ``script_padding=True``): the space on each side of an entry
+is left out when the entry's first (last) character is in an unspaced script (CJK
+ideographs, kana, Thai, Lao, Khmer, Burmese, Tibetan) or is punctuation, so ``猫``
+matches in ``我喜欢猫。``; the caption is spaced exactly as above.  Unlike MetaCLIP 2's
+``is_cjk_or_similar`` we also count Hiragana/Katakana as unspaced (theirs pads kana
+entries, so ``東京タワー`` could not match ``東京タワーの夜景``).
+
 Entry ids are positions in the metadata list.  Entries that are empty or only
 whitespace, and later copies of a duplicated entry, are *inactive*: they never
 match (see :func:`active_entries`).
@@ -56,6 +63,35 @@ def active_entries(entries: list[str]) -> dict[str, int]:
     return index
 
 
+# (first, last) code points of the scripts written without spaces between words.
+UNSPACED_RANGES = (
+    (0x0E00, 0x0E7F), (0x0E80, 0x0EFF), (0x0F00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF),  # th lo bo my km
+    (0x2E80, 0x2FDF), (0x2FF0, 0x2FFF), (0x3040, 0x30FF), (0x31F0, 0x31FF), (0x3400, 0x4DBF),  # radicals, kana
+    (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x2EBEF),  # ideographs, half-width kana
+)
+# CJK punctuation treated like ASCII punctuation (an entry ending in it is not padded).
+CJK_PUNCT = frozenset("，。、；：？！“”‘’（）【】《》〈〉「」『』～—・")
+_ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def is_unspaced_char(ch: str) -> bool:
+    """True for a character of an unspaced script or a punctuation mark (MetaCLIP 2's no-padding rule)."""
+    if ch in _ASCII_PUNCT or ch in CJK_PUNCT:
+        return True
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in UNSPACED_RANGES)
+
+
+def pad_entry(entry: str, script_padding: bool = False) -> str:
+    """The string searched for in a spaced caption: ``" e "``, or (``script_padding``) without the
+    space next to an unspaced-script or punctuation character."""
+    if not script_padding:
+        return f" {entry} "
+    left = "" if is_unspaced_char(entry[0]) else " "
+    right = "" if is_unspaced_char(entry[-1]) else " "
+    return f"{left}{entry}{right}"
+
+
 def is_matchable(entry: str) -> bool:
     """False when an entry can never match a spaced caption (it holds a wrapped or spaced character)."""
     return _UNMATCHABLE.search(entry) is None
@@ -69,13 +105,19 @@ class Matcher:
     Beam it is built per worker process from the metadata file (see ``transforms.py``).
     """
 
-    def __init__(self, entries: list[str]):
+    def __init__(self, entries: list[str], script_padding: bool = False):
         self.num_entries = len(entries)
         index = active_entries(entries)
         self.num_active = len(index)
         self._automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        for entry, i in index.items():
-            self._automaton.add_word(f" {entry} ", i)
+        if script_padding:
+            for entry, i in index.items():
+                key = pad_entry(entry, True)
+                if self._automaton.get(key, None) is None:  # "a" and " a"-less twins: first id wins
+                    self._automaton.add_word(key, i)
+        else:
+            for entry, i in index.items():
+                self._automaton.add_word(f" {entry} ", i)
         if self.num_active:
             self._automaton.make_automaton()
 
@@ -90,10 +132,45 @@ class Matcher:
         return int(self._automaton.get_stats()["total_size"])
 
 
-def match_reference(caption: str, entries: list[str]) -> list[int]:
+def match_reference(caption: str, entries: list[str], script_padding: bool = False) -> list[int]:
     """Plain-Python reference: the literal definition, one ``in`` test per active entry.
 
     O(len(entries)) per caption; use it to check :class:`Matcher` on small samples.
     """
     spaced = spacing(caption)
-    return sorted(i for e, i in active_entries(entries).items() if f" {e} " in spaced)
+    return sorted(i for e, i in active_entries(entries).items() if pad_entry(e, script_padding) in spaced)
+
+
+class WorldwideMatcher:
+    """One :class:`Matcher` per metadata language, built lazily on the first caption of that language.
+
+    ``entries_by_lang`` maps a metadata language to its entries; ids are global: the
+    languages in sorted order, each language's entries at ``offsets[lang] + local id``.
+    ``match(caption, lang)`` matches ``caption`` against ``lang``'s entries only (MetaCLIP 2
+    padding rule) and returns sorted global ids.
+    """
+
+    def __init__(self, entries_by_lang: dict[str, list[str]]):
+        self._entries = entries_by_lang
+        self.offsets: dict[str, int] = {}
+        n = 0
+        for lang in sorted(entries_by_lang):
+            self.offsets[lang] = n
+            n += len(entries_by_lang[lang])
+        self.num_entries = n
+        self._matchers: dict[str, Matcher] = {}
+
+    def matcher(self, lang: str) -> Matcher:
+        m = self._matchers.get(lang)
+        if m is None:
+            m = self._matchers[lang] = Matcher(self._entries[lang], script_padding=True)
+        return m
+
+    def loaded_languages(self) -> list[str]:
+        return sorted(self._matchers)
+
+    def match(self, caption: str, lang: str) -> list[int]:
+        """Sorted global ids of ``lang``'s entries found in ``caption``; KeyError for a language without metadata."""
+        local = self.matcher(lang).match(caption)
+        off = self.offsets[lang]
+        return [off + i for i in local] if off else local

@@ -131,3 +131,52 @@ def head_tail_summary(before: np.ndarray, after: np.ndarray, t: int, active: np.
         "max_count_before": int(before.max()) if before.size else 0,
         "max_count_after": int(after.max()) if after.size else 0,
     }
+
+
+# -- worldwide (MetaCLIP 2): one t per language from English's t -------------------------------
+
+def tail_proportion(counts: np.ndarray, t: int) -> float:
+    """Share of a language's matches that fall on tail entries, ``sum(c[c < t]) / sum(c)`` (MetaCLIP 2's
+    ``t_to_p``: an entry counts whole, and only if its count is strictly below t); nan with no matches."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    return float(counts[counts < t].sum() / total) if total else float("nan")
+
+
+def t_for_proportion(counts: np.ndarray, p: float) -> int:
+    """MetaCLIP 2's ``p_to_t``: sort the counts, take the count at which the cumulative share of matches
+    is closest to ``p`` (first such position on ties); at least 1.  1 when there are no matches."""
+    counts = np.sort(np.asarray(counts, dtype=np.int64))
+    total = int(counts.sum())
+    if not total:
+        return 1
+    share = np.cumsum(counts) / total
+    return max(1, int(counts[int(np.abs(share - p).argmin())]))
+
+
+def language_thresholds(counts: np.ndarray, offsets: dict[str, tuple[int, int]], t_en: int,
+                        p: float | None = None, anchor: str = "en") -> tuple[dict[str, int], float]:
+    """``({lang: t_lang}, p)``: ``p`` is the tail proportion of ``anchor`` (English) at ``t_en`` unless given;
+    ``anchor`` keeps ``t_en``; each other language gets :func:`t_for_proportion` of its own counts.
+    If ``p`` cannot be derived (no anchor language, or no anchor match), every language uses ``t_en``."""
+    if p is None and anchor in offsets:
+        start, n = offsets[anchor]
+        p = tail_proportion(counts[start:start + n], t_en)
+    thresholds: dict[str, int] = {}
+    for lang, (start, n) in offsets.items():
+        if lang == anchor or p is None or p != p:  # p != p: nan
+            thresholds[lang] = int(t_en)
+        else:
+            thresholds[lang] = t_for_proportion(counts[start:start + n], p)
+    return thresholds, (None if p is None or p != p else float(p))
+
+
+def worldwide_probabilities(counts: np.ndarray, offsets: dict[str, tuple[int, int]], t_en: int,
+                            p: float | None = None) -> tuple[np.ndarray, dict[str, int], float | None]:
+    """Per-entry keep probabilities ``min(1, t_lang / count)`` over the global id space, the t per
+    language and the tail proportion used."""
+    thresholds, p = language_thresholds(counts, offsets, t_en, p)
+    probs = np.ones(len(counts), dtype=np.float64)
+    for lang, (start, n) in offsets.items():
+        probs[start:start + n] = entry_probabilities(counts[start:start + n], thresholds[lang])
+    return probs, thresholds, p

@@ -38,6 +38,7 @@ STATUSES: dict[str, str] = {
     "eval_contamination": "image near-duplicate of an evaluation-set image",
     # metaclip
     "no_match": "caption matches no metadata entry",
+    "no_metadata_language": "caption language has no worldwide metadata list (and no 'other' list)",
     "balanced_out": "not drawn by the per-entry cap t",
     # download
     "timeout": "deadline passed (connect + reads)",
