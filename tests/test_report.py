@@ -131,3 +131,45 @@ def test_report_is_deterministic(tmp_path):
     second = {p.name: p.read_bytes() for p in [Path(write_report(str(tmp_path)))] + sorted((tmp_path / "report_files").glob("*.png"))}
     assert first == second
     assert json.loads((tmp_path / "manifest.json").read_text())["total_samples"] == 14
+
+
+def test_times_are_iso_8601_utc():
+    from clipcurate.sinks.report import iso_times
+    stats = {"download": {"max_last_done_unix": 1796333407.13, "bytes": 5}, "x": [{"min_first_submit_unix": 0}]}
+    assert iso_times(stats) == {"download": {"max_last_done_utc": "2026-12-03T21:30:07Z", "bytes": 5},
+                                "x": [{"min_first_submit_utc": "1970-01-01T00:00:00Z"}]}
+
+
+def test_only_singleton_clusters_is_a_note_not_an_empty_chart(tmp_path):
+    manifest = make_run(tmp_path)
+    manifest["stats"]["near_dup_clusters"] = {"1": 17}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    page = _parse(write_report(str(tmp_path)))
+    assert "plot-dup_clusters-missing" in page.ids
+    assert "17 records had no near duplicate" in (tmp_path / "report.html").read_text()
+
+
+def test_gallery_and_language_funnel_from_real_photos(tmp_path):
+    """Thumbnails of real photos chosen by smallest uid; a funnel per language when rows hold two."""
+    from clipcurate.sinks.examples import EXAMPLES_FILE, example_rows, examples_bytes
+
+    make_run(tmp_path)
+    photos = sorted(PHOTOS.glob("*.jpg"))[:5]
+    recs = [_record(p, f"a photo {i}", 0.3) for i, p in enumerate(photos)]
+    values = [(r["uid"], "", r["caption"], r["clip_score"], r["width"], r["height"], None, r["image"]) for r in recs]
+    rows = example_rows(("kept", "ok"), values[:3]) + example_rows(("score_filter", "low_score"), values[3:])
+    (tmp_path / EXAMPLES_FILE).write_bytes(examples_bytes(rows))
+    # the rejects become French: two languages
+    rej = pq.read_table(tmp_path / "rejects" / "00000.parquet")
+    rej = rej.set_column(rej.schema.get_field_index("language"), "language", pa.array(["fr"] * rej.num_rows))
+    pq.write_table(rej, tmp_path / "rejects" / "00000.parquet")
+    text = Path(write_report(str(tmp_path))).read_text()
+    for r in rows:
+        assert f'data-uid="{r["uid"]}"' in text
+        with Image.open(__import__("io").BytesIO(r["thumbnail"])) as im:
+            assert max(im.size) == 96
+    assert text.count("data:image/jpeg;base64,") == 5
+    page = _parse(str(tmp_path / "report.html"))
+    assert page.cells[(("data-key", "kept"), ("data-lang", "en"))] == "14"
+    assert page.cells[(("data-key", "dropped:score_filter"), ("data-lang", "fr"))] == "6"
+    assert page.cells[(("data-key", "kept"), ("data-lang", "fr"))] == "0"
