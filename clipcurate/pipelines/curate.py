@@ -142,7 +142,8 @@ def _finish(p, cfg: RunConfig, c: _Collector, recs, *, schema, tar: bool) -> Non
     parquet_dir = "parquet" if cfg.until is None else f"until_{cfg.until}"
     shards = recs | "WriteShards" >> WriteShards(out, cfg.sink.samples_per_shard, tar=tar,
                                                  parquet=cfg.sink.write_parquet or not tar,
-                                                 schema=schema, parquet_dir=parquet_dir)
+                                                 schema=schema, parquet_dir=parquet_dir,
+                                                 layout=cfg.sink.layout, score_model=cfg.scoring.model)
     rejects = (_flatten(p, c.rejects, "AllRejects")
                | "WriteRejects" >> WriteShards(out, cfg.sink.samples_per_shard * 10, tar=False,
                                                schema=REJECT, parquet_dir="rejects"))
@@ -264,8 +265,10 @@ def _remove_stale_shards(output: str, manifest: dict[str, Any]) -> None:
     """Delete shard files a previous run into the same output left and this run did not write."""
     from apache_beam.io.filesystems import FileSystems
 
-    keep = {s[k] for s in manifest["shards"] + manifest["rejects"] for k in ("tar", "parquet") if k in s}
-    dirs = [("shards", "*.tar"), ("parquet", "*.parquet"), ("rejects", "*.parquet")]
+    keep = {s[k] for s in manifest["shards"] + manifest["rejects"]
+            for k in ("tar", "parquet", "shard_parquet", "stats", "metadata") if k in s}
+    dirs = [("shards", "*.tar"), ("parquet", "*.parquet"), ("rejects", "*.parquet"),
+            ("shards", "*.parquet"), ("shards", "*_stats.json"), ("metadata", "*.parquet")]  # sink.layout files
     if manifest.get("until"):
         dirs.append((f"until_{manifest['until']}", "*.parquet"))
     for sub, pattern in dirs:

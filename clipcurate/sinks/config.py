@@ -12,3 +12,10 @@ class SinkConfig:
     write_parquet: bool = True
     keep_rejects: bool = False  # write dropped rows with their stage and reason
     report: bool = True
+    # clipcurate | img2dataset | datacomp: file names, keys and side files of the tars
+    # (see clipcurate.sinks.layouts and README "Layouts")
+    layout: str = "clipcurate"
+
+    def __post_init__(self):
+        from clipcurate.sinks.layouts import check_layout
+        check_layout(self.layout)
