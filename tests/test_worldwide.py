@@ -11,7 +11,7 @@ import pytest
 
 from clipcurate.balancing.config import BalanceConfig
 from clipcurate.balancing.entries import MetadataError, load_metadata
-from clipcurate.balancing.matching import Matcher, WorldwideMatcher, match_reference, pad_entry
+from clipcurate.balancing.matching import Matcher, WorldwideMatcher, is_unspaced_char, match_reference, pad_entry
 from clipcurate.balancing.sampling import (entry_probabilities, language_thresholds, t_for_proportion,
                                            tail_proportion, worldwide_probabilities)
 from clipcurate.balancing.worldwide import Router, parse_lang_map
@@ -110,3 +110,177 @@ def test_tail_proportion_rule_against_naive_reference():
     # no English match: every language keeps t_en; an explicit p overrides
     assert language_thresholds(counts * np.r_[[0] * 6, [1] * 7], {"en": (0, 6), "zh": (6, 7)}, 20)[0]["zh"] == 20
     assert language_thresholds(counts, {"en": (0, 6), "zh": (6, 7)}, 20, p=1.0)[0]["zh"] == 40
+
+
+# -- real metadata (wordfreq, PyThaiNLP) on real multilingual captions -------------------------------
+
+@pytest.fixture(scope="module")
+def world_file(tmp_path_factory):
+    pytest.importorskip("wordfreq", reason="pip install 'clipcurate[worldwide]' (scripts/setup.sh installs it)")
+    pytest.importorskip("pythainlp", reason="pip install 'clipcurate[worldwide]' (scripts/setup.sh installs it)")
+    from clipcurate.balancing.worldwide_metadata import build_worldwide_metadata
+    folder = tmp_path_factory.mktemp("world")
+    other = folder / "other.txt"
+    other.write_text("Paris\nLondon\niPhone\n", encoding="utf-8")
+    out = folder / "worldwide.json"
+    stats = build_worldwide_metadata(str(out), LANGS, min_zipf=3.0, other=[str(other)])
+    assert sorted(stats["languages"]) == sorted(LANGS + ["other"])
+    # deterministic bytes
+    again = build_worldwide_metadata(str(folder / "again.json"), LANGS, min_zipf=3.0, other=[str(other)])
+    assert (folder / "again.json").read_bytes() == out.read_bytes() and again["entries"] == stats["entries"]
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def laion_records():
+    from clipcurate.filters.langid import get_identifier
+    detect = get_identifier("fast").detect
+    rows = pq.read_table(LAION, columns=["URL", "TEXT"]).to_pylist()
+    out = []
+    for r in rows:
+        lang, score = detect(r["TEXT"] or "")
+        out.append({"uid": make_uid(r["URL"], r["TEXT"]), "url": r["URL"], "caption": r["TEXT"],
+                    "language": lang, "language_score": score})
+    return out
+
+
+def test_real_metadata_languages_and_counts(world_file):
+    md = load_metadata(world_file)
+    n = md.summary()["language_entries"]
+    assert set(n) == set(LANGS) | {"other"} and all(n[lang] > 10_000 for lang in LANGS)
+    world = json.loads(Path(world_file).read_text(encoding="utf-8"))
+    assert "猫" in world["zh"] and "猫" in world["ja"] and "แมว" in world["th"] and "cat" in world["en"]
+    assert not any(ch.isdigit() and len(e) > 1 for e in world["en"][:5000] for ch in e)  # no folded numbers
+
+
+def test_real_captions_match_in_chinese_japanese_thai(world_file, laion_records):
+    md = load_metadata(world_file)
+    wm = WorldwideMatcher(md.languages)
+    router = Router(md.languages)
+    by_lang = collections.defaultdict(list)
+    for r in laion_records:
+        by_lang[router.route(r["language"])].append(r["caption"])
+    if CLUEWEB.is_file():
+        from clipcurate.ingest.archive import read_archive
+        by_lang["ja_warc"] = [rec["caption"] for status, rec in read_archive(str(CLUEWEB), "warc")
+                              if status == "ok" and router.route(detect_lang(rec["caption"])) == "ja"]
+        assert len(by_lang["ja_warc"]) > 100
+    for lang in ("zh", "ja", "th", "ja_warc"):
+        caps = by_lang[lang]
+        meta_lang = "ja" if lang == "ja_warc" else lang
+        entries = md.languages[meta_lang]
+        matched = [wm.match(c, meta_lang) for c in caps]
+        off = wm.offsets[meta_lang]
+        # same as the literal definition, and most captions match something in their own script
+        for c, m in zip(caps[:40], matched):
+            assert [i - off for i in m] == match_reference(c, entries, script_padding=True), c
+        # captions holding 2+ characters of an unspaced script: nearly all match an entry of that script
+        scripted = [(c, m) for c, m in zip(caps, matched) if sum(map(is_unspaced_letter, c)) >= 2]
+        hits = [c for c, m in scripted if any(is_unspaced_letter(md.entries[i][0]) for i in m)]
+        assert len(scripted) >= 3 and len(hits) >= 0.9 * len(scripted), (lang, len(hits), len(scripted))
+    assert wm.loaded_languages() == ["ja", "th", "zh"]  # lazy: only the languages matched so far
+    # hand-checked: a Thai LAION caption (ขวด = bottle) and a Japanese WARC alt text
+    th = wm.match("Refresh Extra Care Deodorant Spray 1 ขวด 60 ml", "th")
+    assert "ขวด" in {md.entries[i] for i in th}
+
+
+def is_unspaced_letter(ch):
+    return ch.isalpha() and is_unspaced_char(ch)
+
+
+def detect_lang(text):
+    from clipcurate.filters.langid import get_identifier
+    return get_identifier("fast").detect(text)[0]
+
+
+# -- the Beam transform, worldwide --------------------------------------------------------------------
+
+T_EN = 30
+
+
+def run_curate(records, cfg, seed, stats_dir=None, options=("--runner=FnApiRunner",)):
+    """Run MetaClipCurate; return (kept sorted by uid, summed counts, metaclip stats, rejects)."""
+    import os
+    import tempfile
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from clipcurate.balancing.transforms import MetaClipCurate
+    with tempfile.TemporaryDirectory() as tmp:
+        with beam.Pipeline(options=PipelineOptions(list(options))) as p:
+            res = (p | beam.Create(records, reshuffle=False).with_output_types(dict)
+                   | MetaClipCurate(cfg, seed, keep_rejects=True, stats_dir=stats_dir))
+            res["counts"] = res["counts"] | beam.CombinePerKey(sum)
+            for name in ("kept", "rejects", "stats", "counts"):
+                (res[name] | f"Collect{name}" >> beam.combiners.ToList()
+                 | f"Json{name}" >> beam.Map(json.dumps, sort_keys=True)
+                 | f"Write{name}" >> beam.io.WriteToText(os.path.join(tmp, name), shard_name_template=""))
+        out = {name: json.loads(Path(tmp, name).read_text()) for name in ("kept", "rejects", "stats", "counts")}
+    counts = {tuple(k): n for k, n in out["counts"]}
+    return sorted(out["kept"], key=lambda r: r["uid"]), counts, dict(out["stats"])["metaclip"], out["rejects"]
+
+
+@pytest.fixture(scope="module")
+def world_run(world_file, laion_records, tmp_path_factory):
+    stats_dir = str(tmp_path_factory.mktemp("wstats"))
+    cfg = BalanceConfig(metadata=world_file, t=T_EN)
+    return run_curate(laion_records, cfg, seed=3, stats_dir=stats_dir), stats_dir
+
+
+def test_worldwide_counts_thresholds_and_draw_against_reference(world_file, laion_records, world_run):
+    from clipcurate.balancing.sampling import draw_keep
+    (kept, counts, stats, rejects), stats_dir = world_run
+    md = load_metadata(world_file)
+    offsets = md.offsets()
+    wm, router = WorldwideMatcher(md.languages), Router(md.languages)
+    # reference: route, match, count per global id (= per (language, entry))
+    ref_counts = np.zeros(len(md.entries), dtype=np.int64)
+    matched = {}
+    for r in laion_records:
+        lang = router.route(r["language"])
+        m = wm.match(r["caption"], lang) if lang else []
+        if m:
+            matched[r["uid"]] = m
+            ref_counts[m] += 1
+    table = pq.read_table(Path(stats_dir) / "metaclip_entry_counts.parquet").to_pydict()
+    assert table["count_before"] == ref_counts.tolist()
+    assert table["language"][offsets["zh"][0]] == "zh" and len(table["language"]) == len(md.entries)
+    probs, thresholds, p = worldwide_probabilities(ref_counts, offsets, T_EN)
+    assert stats["tail_proportion"] == pytest.approx(p) and 0 < p < 1
+    assert {lang: s["t"] for lang, s in stats["languages"].items() if lang in offsets} == thresholds
+    assert thresholds["en"] == T_EN and any(t != T_EN for lang, t in thresholds.items() if lang != "en")
+    want = sorted(u for u, m in matched.items() if draw_keep(3, u, m, probs))
+    assert [r["uid"] for r in kept] == want
+    # funnel: every record accounted for, per language and in total
+    assert counts[("match", "in")] == len(laion_records)
+    assert counts[("match", "kept")] == len(matched) == counts[("balance", "in")]
+    assert counts[("balance", "kept")] == len(kept)
+    per_lang_in = collections.Counter(router.route(r["language"]) or "-" for r in laion_records)
+    for lang, s in stats["languages"].items():
+        f = s.get("funnel", {})
+        assert sum(n for k, n in f.items() if k.startswith("match:")) == per_lang_in[lang], lang
+        assert f.get("match:ok", 0) == sum(f.get(f"balance:{k}", 0) for k in ("ok", "balanced_out")), lang
+    assert stats["languages"]["en"]["funnel"]["balance:balanced_out"] > 0
+    assert stats["languages"]["ja"]["funnel"]["match:ok"] > 10
+    assert stats["languages"]["ja"]["count_curve"]["count"][0] == max(ref_counts[slice(*_span(offsets["ja"]))])
+
+
+def _span(off):
+    return off[0], off[0] + off[1]
+
+
+def test_worldwide_deterministic_across_workers_and_drop_fallback(world_file, laion_records, world_run):
+    (kept, counts, stats, _), _ = world_run
+    cfg = BalanceConfig(metadata=world_file, t=T_EN)
+    multi = run_curate(laion_records, cfg, seed=3,
+                       options=("--runner=FnApiRunner", "--direct_num_workers=2",
+                                "--direct_running_mode=multi_processing"))
+    assert multi[0] == kept and multi[1] == counts
+    assert multi[2]["languages"] == {k: v for k, v in stats["languages"].items()}
+    # unknown_language=drop: languages without a list are dropped with a reason, nothing else changes for en
+    dropped = run_curate(laion_records, BalanceConfig(metadata=world_file, t=T_EN, unknown_language="drop"), seed=3)
+    n_other = stats["languages"]["other"]["funnel"]
+    assert dropped[1][("match", "dropped:no_metadata_language")] == sum(n_other.get(k, 0) for k in n_other
+                                                                        if k.startswith("match:"))
+    assert [r["uid"] for r in dropped[0] if r["language"] == "en"] == [r["uid"] for r in kept if r["language"] == "en"]
