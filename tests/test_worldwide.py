@@ -284,3 +284,34 @@ def test_worldwide_deterministic_across_workers_and_drop_fallback(world_file, la
     assert dropped[1][("match", "dropped:no_metadata_language")] == sum(n_other.get(k, 0) for k in n_other
                                                                         if k.startswith("match:"))
     assert [r["uid"] for r in dropped[0] if r["language"] == "en"] == [r["uid"] for r in kept if r["language"] == "en"]
+
+
+def test_filter_languages_auto_follows_metadata(tmp_path, world_file):
+    from clipcurate.balancing.worldwide import resolve_filter_languages
+    from clipcurate.filters.config import TextFilterConfig
+    from clipcurate.filters.text import CaptionFilter
+    plain = tmp_path / "plain.json"
+    plain.write_text('["cat"]')
+    auto = TextFilterConfig()
+    assert CaptionFilter(auto).languages == {"en"}  # default stays English-only
+    assert resolve_filter_languages(auto, BalanceConfig(metadata=world_file)).languages == []
+    assert resolve_filter_languages(auto, BalanceConfig(metadata=str(plain))).languages == ["en"]
+    assert resolve_filter_languages(auto, BalanceConfig(metadata=world_file, enabled=False)).languages == ["en"]
+    explicit = TextFilterConfig(languages=["ja"])
+    assert resolve_filter_languages(explicit, BalanceConfig(metadata=world_file)).languages == ["ja"]
+
+
+def test_build_metadata_cli_worldwide(tmp_path, capsys):
+    pytest.importorskip("pythainlp", reason="pip install 'clipcurate[worldwide]' (scripts/setup.sh installs it)")
+    from clipcurate.balancing.cli import main
+    ja = tmp_path / "ja.txt"
+    ja.write_text("東京タワー\n富士山\n\n", encoding="utf-8")
+    out = tmp_path / "w.json"
+    assert main(["build-metadata", "--worldwide", "--languages", "th", "--lang-list", f"ja:{ja}",
+                 "--output", str(out)]) == 0
+    world = json.loads(out.read_text(encoding="utf-8"))
+    assert list(world) == ["ja", "th"] and world["ja"] == ["富士山", "東京タワー"] and "แมว" in world["th"]
+    stats = json.loads((tmp_path / "w.stats.json").read_text(encoding="utf-8"))
+    assert stats["languages"]["ja"]["entries"] == 2 and stats["num_languages"] == 2
+    assert main(["build-metadata", "--worldwide", "--languages", "xx", "--output", str(out)]) == 2
+    assert "--lang-list xx:FILE" in capsys.readouterr().err

@@ -20,7 +20,14 @@ Sources are merged in that order, each sorted, first occurrence wins; per-source
 to <output stem>.stats.json.  WordNet: apt-get install -y --no-install-recommends wordnet-base
 
     build-metadata --wordnet --corpus 'text/*.txt' --corpus 'pool/*.parquet' --caption-col TEXT \\
-        --list titles.txt --output metadata.json"""
+        --list titles.txt --output metadata.json
+
+Worldwide (MetaCLIP 2) metadata: a JSON object language -> entries, from wordfreq word lists
+(Zipf frequency >= --min-zipf, per language with LANG:Z), PyThaiNLP's Thai words, WordNet for en,
+and per-language lists (pip install 'clipcurate[worldwide]'):
+
+    build-metadata --worldwide --languages all --wordnet --lang-list ja:titles_ja.txt \\
+        --other-list names.txt --output worldwide.json"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,12 +45,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--min-bigram-count", type=int, default=1, help="ignore bigrams seen fewer times (default 1)")
     p.add_argument("--list", action="append", default=[], metavar="FILE", dest="lists",
                    help="plain text (one per line) or JSON array of entries to merge in; repeatable")
+    p.add_argument("--worldwide", action="store_true",
+                   help="build a per-language JSON object (MetaCLIP 2) instead of one list")
+    p.add_argument("--languages", default="all",
+                   help="worldwide: comma-separated codes, or 'all' (every wordfreq language + th; default)")
+    p.add_argument("--min-zipf", action="append", default=[], metavar="[LANG:]Z",
+                   help="worldwide: keep wordfreq words with Zipf frequency >= Z (default 3.0); repeatable")
+    p.add_argument("--lang-list", action="append", default=[], metavar="LANG:FILE",
+                   help="worldwide: entries of one language (text or JSON array); repeatable")
+    p.add_argument("--other-list", action="append", default=[], metavar="FILE",
+                   help="worldwide: entries of the 'other' list (captions in languages without a list)")
     p.add_argument("--output", required=True, help="metadata JSON to write (stats go to <stem>.stats.json)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the metadata file; print a one-line summary; return 0, or 2 with a message on bad input."""
+    if getattr(args, "worldwide", False):
+        return _run_worldwide(args)
     try:
         stats = build_metadata(args.output, wordnet_dir=args.wordnet_dir if args.wordnet else None,
                                corpus=args.corpus, caption_col=args.caption_col, min_count=args.min_count,
@@ -54,6 +73,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     added = ", ".join(f"{name}: {s['added']}" for name, s in stats["sources"].items())
     print(f"wrote {stats['entries']} entries to {args.output} ({added}); stats in {stats['stats_file']}")
+    return 0
+
+
+def _run_worldwide(args: argparse.Namespace) -> int:
+    from clipcurate.balancing.worldwide_metadata import DEFAULT_MIN_ZIPF, build_worldwide_metadata, parse_zipf
+    try:
+        if args.corpus or args.lists:
+            raise MetadataError("--worldwide takes --lang-list LANG:FILE / --other-list FILE; corpus n-grams per "
+                                "language are not supported yet")
+        default, per_lang = parse_zipf(args.min_zipf, DEFAULT_MIN_ZIPF)
+        stats = build_worldwide_metadata(args.output, [c for c in args.languages.split(",") if c.strip()],
+                                         min_zipf=default, min_zipf_per_lang=per_lang,
+                                         wordnet_dir=args.wordnet_dir if args.wordnet else None,
+                                         lists=args.lang_list, other=args.other_list)
+    except (MetadataError, ValueError, OSError) as e:
+        print(f"build-metadata: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {stats['entries']} entries in {stats['num_languages']} languages to {args.output}; "
+          f"stats in {stats['stats_file']}")
     return 0
 
 

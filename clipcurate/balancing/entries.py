@@ -73,6 +73,19 @@ def read_bytes(path: str) -> bytes:
         raise MetadataError(f"metadata file {path}: cannot read it ({type(e).__name__}: {e})") from e
 
 
+def is_worldwide_file(path: str) -> bool:
+    """True when ``path`` is a ``.json`` file whose value is an object (worldwide metadata); reads a few bytes."""
+    if not path.endswith(".json"):
+        return False
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            head = f.read(4096)
+    except Exception as e:  # noqa: BLE001 - any IO failure becomes one clear error
+        raise MetadataError(f"metadata file {path}: cannot read it ({type(e).__name__}: {e})") from e
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+
+
 def parse_entries(data: bytes, path: str) -> list[str]:
     """Entries from file bytes (JSON array for ``*.json``, else one per line); a worldwide object is flattened."""
     value = parse_metadata(data, path)

@@ -64,3 +64,15 @@ class Router:
             out = self.fallback
         self._cache[lang] = out
         return out
+
+
+def resolve_filter_languages(filter_cfg, balance_cfg):
+    """``filter.languages=None`` ("auto") -> ``[]`` (keep every language) when the run balances with
+    worldwide metadata, else ``["en"]``; an explicit list is returned unchanged."""
+    from dataclasses import replace
+
+    from clipcurate.balancing.entries import is_worldwide_file
+    if filter_cfg.languages is not None:
+        return filter_cfg
+    worldwide = bool(balance_cfg.enabled and balance_cfg.metadata and is_worldwide_file(balance_cfg.metadata))
+    return replace(filter_cfg, languages=[] if worldwide else ["en"])

