@@ -206,9 +206,10 @@ class _Drawer:
     def draw(self, lines: list[str], final: bool = False) -> None:
         if not lines or (lines == self.previous and not final):
             return
-        if self.tty:
+        if self.tty:  # lines cut to the terminal's width, so that none wraps and the redraw stays in place
+            width = max(20, shutil.get_terminal_size().columns - 1)
             up = f"\x1b[{self.height}F" if self.height else ""
-            self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+            self.stream.write(up + "".join(f"\x1b[2K{line[:width]}\n" for line in lines))
             self.height = len(lines)
         elif lines != self.previous:
             self.stream.write("".join(f"progress {line}\n" for line in lines))
