@@ -45,6 +45,7 @@ def test_off_when_stderr_is_not_a_terminal(monkeypatch):
 
 def test_terminal_shows_one_line_per_stage_with_drops(monkeypatch):
     monkeypatch.delenv(progress.ENV_FORCE, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")  # lines are cut to the terminal's width
     stream = _Tty()
     with progress.live({}, stream):
         _count_pipeline(1001)
