@@ -173,3 +173,16 @@ def test_gallery_and_language_funnel_from_real_photos(tmp_path):
     assert page.cells[(("data-key", "kept"), ("data-lang", "en"))] == "14"
     assert page.cells[(("data-key", "dropped:score_filter"), ("data-lang", "fr"))] == "6"
     assert page.cells[(("data-key", "kept"), ("data-lang", "fr"))] == "0"
+
+
+def test_worldwide_metaclip_funnel_per_language_from_the_manifest(tmp_path):
+    manifest = make_run(tmp_path, with_rows=False)
+    manifest["stats"]["metaclip"] = {"languages": {
+        "en": {"t": 20, "funnel": {"match:ok": 12, "match:no_match": 3, "balance:ok": 10, "balance:balanced_out": 2}},
+        "ja": {"t": 4, "funnel": {"match:ok": 5, "balance:ok": 5}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    page = _parse(write_report(str(tmp_path)))
+    assert "language-funnel-metaclip" in page.ids
+    assert page.cells[(("data-key", "match:no_match"), ("data-mlang", "en"))] == "3"
+    assert page.cells[(("data-key", "balance:ok"), ("data-mlang", "ja"))] == "5"
+    assert page.cells[(("data-key", "match:no_match"), ("data-mlang", "ja"))] == "0"

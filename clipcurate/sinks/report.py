@@ -330,10 +330,27 @@ def language_funnel(d: RunData) -> tuple[list[str], list[tuple[str, int, dict[st
     return stages, rows
 
 
+def _metaclip_language_table(d: RunData) -> str:
+    """Worldwide MetaCLIP runs: the exact per-language record funnel of match and balance
+    (``stats.metaclip.languages[lang].funnel``, ``{"stage:status": n}``), with t per language."""
+    langs = (((d.manifest.get("stats") or {}).get("metaclip") or {}).get("languages")) or {}
+    funnels = {lang: v.get("funnel") or {} for lang, v in langs.items() if isinstance(v, dict)}
+    if len(funnels) < 2:
+        return ""
+    keys = sorted({k for f in funnels.values() for k in f}, key=lambda k: (not k.startswith("match"), k != "match:ok", k))
+    head = "<tr><th>language</th><th>t</th>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "</tr>"
+    body = "".join(
+        f"<tr><td>{_e(lang)}</td><td>{_e(langs[lang].get('t', ''))}</td>"
+        + "".join(f'<td data-mlang="{_e(lang)}" data-key="{_e(k)}">{f.get(k, 0)}</td>' for k in keys) + "</tr>"
+        for lang, f in sorted(funnels.items()))
+    return ("<h2>MetaCLIP funnel per metadata language</h2><p>Exact counts from the manifest "
+            f"(stats.metaclip.languages).</p><table id=\"language-funnel-metaclip\">{head}{body}</table>")
+
+
 def _language_table(d: RunData) -> str:
     funnel = language_funnel(d)
     if funnel is None:
-        return ""
+        return _metaclip_language_table(d)
     stages, rows = funnel
     head = ("<tr><th>language</th><th>identified</th>" + "".join(f"<th>dropped at {_e(s)}</th>" for s in stages)
             + "<th>kept</th></tr>")
@@ -343,7 +360,7 @@ def _language_table(d: RunData) -> str:
         + f'<td data-lang="{_e(lang)}" data-key="kept">{kept}</td></tr>' for lang, kept, drops in rows)
     return ("<h2>Funnel per caption language</h2><p>Rows that carry a language (kept rows and rejects; "
             "drops before language identification have none).</p>"
-            f'<table id="language-funnel">{head}{body}</table>')
+            f'<table id="language-funnel">{head}{body}</table>' + _metaclip_language_table(d))
 
 
 def _card(ex: dict[str, Any]) -> str:
