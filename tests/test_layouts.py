@@ -213,3 +213,19 @@ def test_layout_files_are_a_function_of_the_samples(runs, layout, tmp_path):
         if k in info:
             assert again[k] == info[k] and again[f"{k}_sha256"] == info[f"{k}_sha256"], k
             assert hashlib.sha256((out / info[k]).read_bytes()).hexdigest() == info[f"{k}_sha256"]
+
+
+def test_a_run_in_another_layout_removes_the_previous_layout_files(tmp_path):
+    """Stale files of an earlier run into the same output (another layout) are deleted."""
+    from clipcurate.pipelines.curate import _remove_stale_shards
+
+    now = ["shards/00000000.tar", "shards/00000000.parquet", "shards/00000000_stats.json",
+           "metadata/00000000.parquet", "parquet/00000.parquet"]
+    before = ["shards/00000.tar", "shards/00001.parquet", "shards/00001_stats.json", "metadata/00000001.parquet"]
+    for name in now + before:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    manifest = {"shards": [{"shard": 0, "tar": now[0], "shard_parquet": now[1], "stats": now[2],
+                            "metadata": now[3], "parquet": now[4]}], "rejects": [], "until": None}
+    _remove_stale_shards(str(tmp_path), manifest)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == sorted(now)
