@@ -11,12 +11,12 @@ per kind, read in file order, the cap noted on the page).
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
 import html
 import io
 import json
 import logging
-import collections
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
