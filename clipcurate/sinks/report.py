@@ -2,7 +2,8 @@
 
 ``write_report(output_dir)`` reads ``manifest.json`` (required) and, when present,
 ``parquet/*.parquet`` (kept rows), ``rejects/*.parquet`` (dropped rows with stage and
-reason) and ``stats/metaclip_entry_counts.parquet``; it writes ``report.html`` next to the
+reason) and ``stats/metaclip_entry_counts.parquet`` and ``stats/examples.parquet`` (thumbnails of kept
+and dropped samples, :mod:`clipcurate.sinks.examples`); it writes ``report.html`` next to the
 manifest and its plots under ``report_files/``.  A plot whose data is absent is replaced
 by a note saying what is missing.  Counts in the HTML tables come from the manifest, so
 they match it exactly; distributions come from the Parquet rows (at most ``max_rows``
