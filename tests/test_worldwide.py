@@ -315,3 +315,17 @@ def test_build_metadata_cli_worldwide(tmp_path, capsys):
     assert stats["languages"]["ja"]["entries"] == 2 and stats["num_languages"] == 2
     assert main(["build-metadata", "--worldwide", "--languages", "xx", "--output", str(out)]) == 2
     assert "--lang-list xx:FILE" in capsys.readouterr().err
+
+
+def test_text_filter_counts_unspaced_words_on_japanese_warc():
+    from clipcurate.filters.config import TextFilterConfig
+    from clipcurate.filters.text import CaptionFilter
+    from clipcurate.ingest.archive import read_archive
+    caps = [r["caption"] for s, r in read_archive(str(CLUEWEB), "warc") if s == "ok"]
+    anyl = collections.Counter(CaptionFilter(TextFilterConfig(languages=[])).check(c)[:2] for c in caps)
+    en = collections.Counter(CaptionFilter(TextFilterConfig()).check(c)[:2] for c in caps)
+    # with every language allowed, Japanese alt texts without spaces are no longer "too_short"
+    assert anyl[("ok", "ja")] > 200 > 2 * en[("lang", "ja")] and en[("lang", "ja")] == 92
+    assert CaptionFilter(TextFilterConfig(languages=[])).check("新しくアップされたアイテム")[:2] == ("ok", "ja")
+    # English-only runs are unchanged: one unspaced token is still one word
+    assert CaptionFilter(TextFilterConfig()).check("新しくアップされたアイテム")[0] == "too_short"

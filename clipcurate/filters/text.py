@@ -68,6 +68,20 @@ _URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S*", re.IGNORECASE)
 _LETTER_RUN = re.compile(r"[^\W\d_]+")  # letters of any script; digits/underscore split runs
 
 
+UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "km", "lo", "my", "bo", "dz", "wuu", "yue"})
+
+
+def unspaced_word_count(text: str) -> int:
+    """Words of ``text`` when some are in an unspaced script: a whitespace token holding n letters of
+    CJK, kana, Thai, Lao, Khmer, Burmese or Tibetan counts as ``max(1, ceil(n / 2))`` words."""
+    from clipcurate.balancing.matching import is_unspaced_char
+    n = 0
+    for token in text.split():
+        letters = sum(1 for ch in token if ch.isalpha() and is_unspaced_char(ch))
+        n += max(1, -(-letters // 2))
+    return n
+
+
 def is_file_name(text: str) -> bool:
     """True when ``text`` (already stripped) ends with a media extension: ``"Fox Hat.jpg"``."""
     dot = text.rfind(".", max(0, len(text) - 6))
@@ -137,6 +151,9 @@ class CaptionFilter:
                                  f"{cfg.lang_backend!r}; it knows {', '.join(sorted(identifier.labels()))}")
             self._detect = identifier.detect
         self._min_score = float(cfg.min_lang_score)
+        # captions in scripts written without spaces ("新しくアップされたアイテム") are one
+        # whitespace token: count their words by characters when such languages may be kept
+        self._unspaced_words = not self.languages or bool(self.languages & UNSPACED_LANGUAGES)
 
     def check(self, caption: str | None) -> tuple[str, str | None, float | None]:
         """Status of ``caption`` (``"ok"`` or a drop reason) and its language/score (None if not run)."""
@@ -161,6 +178,8 @@ class CaptionFilter:
         if n_chars > cfg.max_chars:
             return "too_long", ""
         n_words = len(text.split())
+        if n_words < cfg.min_words and self._unspaced_words:
+            n_words = unspaced_word_count(text)
         if n_words < cfg.min_words:
             return "too_short", ""
         if n_words > cfg.max_words:
