@@ -329,3 +329,27 @@ def test_text_filter_counts_unspaced_words_on_japanese_warc():
     assert CaptionFilter(TextFilterConfig(languages=[])).check("新しくアップされたアイテム")[:2] == ("ok", "ja")
     # English-only runs are unchanged: one unspaced token is still one word
     assert CaptionFilter(TextFilterConfig()).check("新しくアップされたアイテム")[0] == "too_short"
+
+
+def test_cli_run_with_worldwide_metadata(tmp_path, world_file):
+    """`run --metadata worldwide.json --until balance` on real LAION rows and the Japanese WARC."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(root / "beam_runner.py"), "run",
+           "--input", str(DATA / "img2dataset-tests" / "test_1000.parquet"), "--input", str(CLUEWEB),
+           "--metadata", world_file, "--set", "balance.t=5", "--until", "balance", "--output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "lang" not in manifest["stages"]["filter"]["dropped"]  # auto: every language kept
+    assert all(c["balanced"] for c in manifest["stages"].values())
+    langs = manifest["stats"]["metaclip"]["languages"]
+    # the WARC repeats its images: dedupe_url keeps one row per URL, leaving ~14 Japanese captions
+    assert langs["ja"]["funnel"]["match:ok"] >= 10 and langs["en"]["t"] == 5
+    assert sum(s.get("funnel", {}).get("balance:ok", 0) for s in langs.values()) == \
+        manifest["stages"]["balance"]["kept"]
+    rows = [r for f in (out / "until_balance").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
+    assert len(rows) == manifest["stages"]["balance"]["kept"]
+    assert any(r["language"] == "ja" for r in rows) and any(r["language"] == "en" for r in rows)
