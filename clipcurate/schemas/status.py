@@ -56,6 +56,12 @@ STATUSES: dict[str, str] = {
     "redirect_loop": "too many redirects or a loop",
     "bad_scheme": "URL scheme not http(s)",
     "http_error": "other HTTP failure",
+    # safety (clipcurate.safety; rejects name the list in safety_list)
+    "blocklisted": "URL, domain or image hash (MD5/SHA/PDQ) on a blocklist",
+    "opted_out": "URL or domain on an opt-out list (its owner opted out of AI training)",
+    "toxic_text": "caption toxicity score at or above safety.toxic_threshold",
+    "nsfw": "image NSFW score at or above safety.nsfw_threshold",
+    "has_face": "image shows a face and safety.faces = drop",
     # scoring
     "low_score": "clip score below the cut",
     "score_error": "image could not be scored",
