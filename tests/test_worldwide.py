@@ -353,3 +353,99 @@ def test_cli_run_with_worldwide_metadata(tmp_path, world_file):
     rows = [r for f in (out / "until_balance").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
     assert len(rows) == manifest["stages"]["balance"]["kept"]
     assert any(r["language"] == "ja" for r in rows) and any(r["language"] == "en" for r in rows)
+
+
+# -- one alt text per image URL: seeded draw (MetaCLIP 2), dedupe.url_keep ---------------------
+
+def _ref_draw(seed: int, uid: str) -> int:
+    """Reference for the ``random`` keep rule, written from the docs: blake2b-64 of seed, uid, purpose."""
+    import hashlib
+    return int.from_bytes(hashlib.blake2b(f"{seed}\x00{uid}\x00dedupe_url".encode(), digest_size=8).digest(), "big")
+
+
+def _alt_text_groups():
+    """Real alt texts sharing an image URL: the 4 multi-caption URLs of the WARC files and LAION, the
+    Japanese ClueWeb WARC (its pages repeat 19 images 556 times with the same alt text) and 600 LAION
+    captions put 3 by 3 on one image URL (a page repeating an image under several alt texts)."""
+    from clipcurate.ingest.archive import read_archive
+    recs = []
+    for path in (DATA / "resiliparse-warc" / "warcfile.warc.gz", CLUEWEB,
+                 DATA / "eugeneware-warc-wat" / "CC-MAIN-20140820021334-00006-ip-10-180-136-8.ec2.internal.warc"):
+        recs += [{"uid": r["uid"], "url": r["url"], "caption": r["caption"]} for s, r in read_archive(str(path), "warc")
+                 if s == "ok"]
+    rows = pq.read_table(LAION, columns=["URL", "TEXT"]).to_pylist()
+    recs += [{"uid": make_uid(r["URL"], r["TEXT"]), "url": r["URL"], "caption": r["TEXT"]} for r in rows[600:]]
+    for i, r in enumerate(rows[:600]):
+        url = rows[i - i % 3]["URL"]
+        recs.append({"uid": make_uid(url, r["TEXT"]), "url": url, "caption": r["TEXT"]})
+    return recs
+
+
+def run_url_dedupe(records, keep, seed, options=("--runner=FnApiRunner",)):
+    """Run ExactUrlDedupe; return (kept uids sorted, {uid: (reason, duplicate_of)} of rejects, summed counts)."""
+    import os
+    import tempfile
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from clipcurate.dedupe import ExactUrlDedupe
+    with tempfile.TemporaryDirectory() as tmp:
+        with beam.Pipeline(options=PipelineOptions(list(options))) as p:
+            res = (p | beam.Create(records, reshuffle=False).with_output_types(dict)
+                   | ExactUrlDedupe(keep_rejects=True, keep=keep, seed=seed))
+            res["counts"] = res["counts"] | beam.CombinePerKey(sum)
+            for name in ("kept", "rejects", "counts"):
+                (res[name] | f"List{name}" >> beam.combiners.ToList()
+                 | f"Json{name}" >> beam.Map(json.dumps, sort_keys=True)
+                 | f"Write{name}" >> beam.io.WriteToText(os.path.join(tmp, name), shard_name_template=""))
+        out = {name: json.loads(Path(tmp, name).read_text()) for name in ("kept", "rejects", "counts")}
+    kept = sorted(r["uid"] for r in out["kept"])
+    rejects = {r["uid"]: (r["reason"], r["duplicate_of"]) for r in out["rejects"]}
+    return kept, rejects, {key: n for (_, key), n in out["counts"]}
+
+
+def test_one_alt_text_per_image_url_is_a_seeded_draw():
+    from clipcurate.dedupe.config import DedupeConfig
+    from clipcurate.dedupe.keep import choose
+    from clipcurate.schemas.uid import normalize_url
+    assert DedupeConfig().url_keep == "random"
+    with pytest.raises(ValueError, match="smallest_uid"):
+        DedupeConfig(url_keep="first")
+    with pytest.raises(ValueError, match="random"):
+        choose([("a", None)], rule="first")
+    recs = _alt_text_groups()
+    groups = collections.defaultdict(set)
+    for r in recs:
+        groups[normalize_url(r["url"])].add(r["uid"])
+    multi = {u: g for u, g in groups.items() if len(g) > 1}
+    assert len(multi) == 200 + 4 and len(recs) == 556 + 32 + 861 + 10000
+    picks = {}
+    for seed in (1, 2):
+        kept, rejects, counts = run_url_dedupe(recs, "random", seed)
+        # counts as data: in = kept + dup_url; one record per URL (identical repeats included)
+        assert counts == {"in": len(recs), "kept": len(groups), "dropped:dup_url": len(recs) - len(groups)}
+        want = sorted(min(g, key=lambda u: (_ref_draw(seed, u), u)) for g in groups.values())
+        assert kept == want
+        keeper = {u: min(g, key=lambda x: (_ref_draw(seed, x), x)) for u, g in groups.items()}
+        by_uid = {r["uid"]: normalize_url(r["url"]) for r in recs}
+        assert all(reason == "dup_url" and dup == keeper[by_uid[uid]] for uid, (reason, dup) in rejects.items())
+        picks[seed] = {u: keeper[u] for u in multi}
+        if seed == 1:
+            kept_1, rejects_1 = kept, rejects
+    # another seed draws again: about 2/3 of the 3-caption groups change their caption
+    changed = sum(picks[1][u] != picks[2][u] for u in multi if len(multi[u]) == 3)
+    assert 100 < changed < 167, changed
+    # each position of a group is equally likely (200 groups of 3: ~67 each)
+    order = {r["uid"]: i % 3 for i, r in enumerate(recs[-600:])}
+    positions = collections.Counter(order[picks[1][u]] for u in multi if len(multi[u]) == 3)
+    assert all(45 < positions[i] < 90 for i in range(3)), positions
+    # the real WARC / LAION pairs (e.g. "photo No. 725" / "Previous"): one caption of two survives
+    assert all(len(g & set(kept)) == 1 for g in multi.values())
+    # same seed, reversed input, 2 worker processes: the same choice
+    again = run_url_dedupe(list(reversed(recs)), "random", 1, options=(
+        "--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"))
+    assert again[0] == kept_1 and again[1] == rejects_1
+    # smallest_uid (the previous rule) ignores the seed
+    s1, s2 = run_url_dedupe(recs, "smallest_uid", 1)[0], run_url_dedupe(recs, "smallest_uid", 2)[0]
+    assert s1 == s2 == sorted(min(g) for g in groups.values())

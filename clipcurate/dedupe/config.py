@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 MODES = ("both", "image", "caption")
 SHINGLES = ("char", "word")
 SCHEMES = ("affine32", "legacy")
+URL_KEEP = ("random", "smallest_uid")  # keep rules of dedupe_url (clipcurate/dedupe/keep.py)
 
 
 @dataclass
@@ -17,7 +18,8 @@ class DedupeConfig:
     64-bit pHash with Hamming distance <= 6; a pair is a near-duplicate in mode ``both``
     when image and caption both match.
     """
-    url: bool = True                # exact normalized URL
+    url: bool = True                # exact normalized URL (False: keep every caption of an image URL)
+    url_keep: str = "random"        # which caption of a URL survives: random (seeded draw, MetaCLIP 2) | smallest_uid
     content: bool = True            # exact image sha256
     caption_near: bool = False      # MinHash-LSH on captions, before download
     image_near: bool = False        # near-dup after download (pHash and/or caption, by mode)
@@ -49,6 +51,8 @@ class DedupeConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"dedupe.mode={self.mode!r}; choose from {', '.join(MODES)}")
+        if self.url_keep not in URL_KEEP:
+            raise ValueError(f"dedupe.url_keep={self.url_keep!r}; choose from {', '.join(URL_KEEP)}")
         if self.shingle not in SHINGLES:
             raise ValueError(f"dedupe.shingle={self.shingle!r}; choose from {', '.join(SHINGLES)}")
         if self.minhash_scheme not in SCHEMES:

@@ -12,14 +12,15 @@ from typing import Any, Callable
 
 import apache_beam as beam
 
-from clipcurate.dedupe.keep import DUP_OF, DropAnnotated, choose
+from clipcurate.dedupe.keep import DUP_OF, DropAnnotated, check_rule, choose
 from clipcurate.pipelines.stage import apply_stage
 from clipcurate.schemas.uid import normalize_url
 
 
-def annotate_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mark every record of one key group but the keeper with ``_dup_of``."""
-    keeper, _ = choose((r["uid"], r.get("clip_score")) for r in records)
+def annotate_group(records: list[dict[str, Any]], rule: str = "smallest_uid", seed: int = 0,
+                   purpose: str = "keep") -> list[dict[str, Any]]:
+    """Mark every record of one key group but the keeper (``rule``, see keep.py) with ``_dup_of``."""
+    keeper, _ = choose(((r["uid"], r.get("clip_score")) for r in records), rule, seed, purpose)
     out, kept = [], False
     for r in sorted(records, key=lambda r: r["uid"]):
         if r["uid"] == keeper and not kept:
@@ -31,12 +32,14 @@ def annotate_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class _GroupDedupe(beam.PTransform):
-    def __init__(self, stage: str, reason: str, key_fn: Callable[[dict], str | None], keep_rejects: bool):
+    def __init__(self, stage: str, reason: str, key_fn: Callable[[dict], str | None], keep_rejects: bool,
+                 rule: str = "smallest_uid", seed: int = 0):
         super().__init__()
         self.stage, self.reason, self.key_fn, self.keep_rejects = stage, reason, key_fn, keep_rejects
+        self.rule, self.seed = check_rule(rule), int(seed)
 
     def expand(self, records):
-        key_fn = self.key_fn
+        key_fn, rule, seed, purpose = self.key_fn, self.rule, self.seed, self.stage
 
         def keyed(r):
             k = key_fn(r)
@@ -45,7 +48,7 @@ class _GroupDedupe(beam.PTransform):
         annotated = (records
                      | "Key" >> beam.Map(keyed)
                      | "Group" >> beam.GroupByKey()
-                     | "Annotate" >> beam.FlatMapTuple(lambda _, rs: annotate_group(list(rs))))
+                     | "Annotate" >> beam.FlatMapTuple(lambda _, rs: annotate_group(list(rs), rule, seed, purpose)))
         return apply_stage(annotated, "Drop", DropAnnotated(self.stage, self.reason, self.keep_rejects))
 
 
@@ -59,10 +62,14 @@ def content_key(record: dict[str, Any]) -> str | None:
 
 
 class ExactUrlDedupe(_GroupDedupe):
-    """Stage ``dedupe_url``: one record per normalized URL; others dropped as ``dup_url``."""
+    """Stage ``dedupe_url``: one record per normalized URL; others dropped as ``dup_url``.
 
-    def __init__(self, keep_rejects: bool = False):
-        super().__init__("dedupe_url", "dup_url", url_key, keep_rejects)
+    ``keep`` = ``smallest_uid`` or ``random`` (a seeded draw among the URL's captions, as
+    MetaCLIP 2 picks one alt text per image; ``dedupe.url_keep``).
+    """
+
+    def __init__(self, keep_rejects: bool = False, keep: str = "smallest_uid", seed: int = 0):
+        super().__init__("dedupe_url", "dup_url", url_key, keep_rejects, keep, seed)
 
 
 class ExactContentDedupe(_GroupDedupe):

@@ -1,7 +1,13 @@
 """Which record of a duplicate group survives, and the counted stage that drops the rest.
 
-Keeper rule (deterministic): the highest ``clip_score`` if any member has one, then the
-smallest uid.  Records arrive annotated with ``_dup_of`` (the keeper's uid) when they lose;
+Keeper rules (both deterministic, whatever the element order or worker count):
+
+* ``smallest_uid``: the highest ``clip_score`` if any member has one, then the smallest uid;
+* ``random``: a seeded draw, the member with the smallest ``seeded_int(seed, uid, purpose)``
+  (then the smallest uid), scores ignored: each member is equally likely, and another seed
+  draws again.  MetaCLIP 2 picks one alt text per image URL this way (``random.choice``).
+
+Records arrive annotated with ``_dup_of`` (the keeper's uid) when they lose;
 :class:`DropAnnotated` turns that into a counted drop with the stage's reason.
 """
 from __future__ import annotations
@@ -12,8 +18,10 @@ import apache_beam as beam
 
 from clipcurate.pipelines.stage import CountingDoFn, apply_stage
 from clipcurate.schemas.status import OK
+from clipcurate.schemas.uid import seeded_int
 
 DUP_OF = "_dup_of"
+KEEP_RULES = ("smallest_uid", "random")
 
 
 def rank(uid: str, score: float | None) -> tuple:
@@ -23,11 +31,24 @@ def rank(uid: str, score: float | None) -> tuple:
     return (0, -float(score), uid)
 
 
-def choose(members: Iterable[tuple[str, float | None]]) -> tuple[str, list[str]]:
-    """``(keeper uid, [dropped uids])`` of ``(uid, score)`` members (duplicates of a uid ignored)."""
+def check_rule(rule: str) -> str:
+    if rule not in KEEP_RULES:
+        raise ValueError(f"keep rule {rule!r}: choose from {', '.join(KEEP_RULES)}")
+    return rule
+
+
+def choose(members: Iterable[tuple[str, float | None]], rule: str = "smallest_uid", seed: int = 0,
+           purpose: str = "keep") -> tuple[str, list[str]]:
+    """``(keeper uid, [dropped uids])`` of ``(uid, score)`` members (duplicates of a uid ignored).
+
+    ``rule`` is one of :data:`KEEP_RULES`; ``seed`` and ``purpose`` feed the ``random`` draw.
+    """
     best = {}
     for uid, score in members:
         best.setdefault(uid, score)
+    if check_rule(rule) == "random":
+        ordered = sorted(best, key=lambda u: (seeded_int(seed, u, purpose), u))
+        return ordered[0], ordered[1:]
     ordered = sorted(best.items(), key=lambda m: rank(*m))
     return ordered[0][0], [u for u, _ in ordered[1:]]
 
