@@ -414,13 +414,18 @@ def table(results: dict[str, list[Measurement]], items: int | dict[str, int] | N
     return text
 
 
-def ratio(results: dict[str, list[Measurement]], ours: str, base: str, key: str = "cpu_s") -> str:
-    """Print (and return) base / ours for ``key``: ratio of medians, and the range of the
-    per-round ratios (round r of each, run next to each other)."""
-    a, b = [getattr(m, key) for m in results[ours]], [getattr(m, key) for m in results[base]]
-    per = [y / x for x, y in zip(a, b) if x > 0]
+def ratio(results: dict[str, list[Measurement]], ours: str, base: str, key: str = "cpu_s",
+          items: int | dict[str, int] | None = None) -> str:
+    """Print (and return) base / ours for ``key`` (per item when ``items`` differ by run):
+    the ratio of the medians, and the range of the per-round ratios (round r of each run
+    next to each other)."""
+    def per(name):
+        n = items.get(name, 1) if isinstance(items, dict) else 1
+        return [getattr(m, key) / n for m in results[name]]
+    a, b = per(ours), per(base)
+    pairs = [y / x for x, y in zip(a, b) if x > 0]
     med = statistics.median(b) / statistics.median(a) if statistics.median(a) > 0 else float("nan")
-    text = (f"{base} / {ours} ({key}): {med:.2f}x median"
-            + (f", per round {min(per):.2f}-{max(per):.2f}x" if per else ""))
+    text = (f"{base} / {ours} ({key}{' per item' if isinstance(items, dict) else ''}): {med:.2f}x median"
+            + (f", per round {min(pairs):.2f}-{max(pairs):.2f}x" if pairs else ""))
     print(text, flush=True)
     return text
