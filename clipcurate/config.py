@@ -22,12 +22,13 @@ from clipcurate.dedupe.config import DedupeConfig
 from clipcurate.download.config import DownloadConfig
 from clipcurate.filters.config import TextFilterConfig
 from clipcurate.ingest.config import IngestConfig
+from clipcurate.safety.config import SafetyConfig
 from clipcurate.scoring.config import ScoringConfig
 from clipcurate.sinks.config import SinkConfig
 
 # Stages a run can stop after (``until``), in pipeline order.  MetaCLIP matching and
 # balancing are one step ("balance"): balancing needs the global match counts.
-STAGES = ("ingest", "filter", "dedupe_url", "near_dup_caption", "balance", "download", "dedupe_content",
+STAGES = ("ingest", "filter", "safety_text", "dedupe_url", "near_dup_caption", "balance", "download", "dedupe_content",
           "near_dup", "decontam", "score", "score_filter")
 
 
@@ -42,6 +43,7 @@ class RunConfig:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     dedupe: DedupeConfig = field(default_factory=DedupeConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
 
     def __post_init__(self):

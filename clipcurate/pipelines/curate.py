@@ -54,6 +54,7 @@ def _text_steps(cfg: RunConfig):
     from clipcurate.dedupe import CaptionNearDedupe, ExactUrlDedupe
     from clipcurate.filters.text import TextFilter
     from clipcurate.ingest import Ingest
+    from clipcurate.safety import SafetyText
 
     keep, d = cfg.sink.keep_rejects, cfg.dedupe
     stats_dir = join(cfg.sink.output, "stats")
@@ -61,6 +62,8 @@ def _text_steps(cfg: RunConfig):
         ("ingest", True, "Ingest", lambda: Ingest(cfg.ingest, keep_rejects=keep), ("ingest",)),
         ("filter", True, "TextFilter",
          lambda: TextFilter(resolve_filter_languages(cfg.filter, cfg.balance), keep_rejects=keep), ("filter",)),
+        ("safety_text", cfg.safety.text_enabled, "SafetyText", lambda: SafetyText(cfg.safety, keep_rejects=keep),
+         ("safety_text",)),
         ("dedupe_url", d.url, "DedupeUrl", lambda: ExactUrlDedupe(keep_rejects=keep, keep=d.url_keep, seed=cfg.seed),
          ("dedupe_url",)),
         ("near_dup_caption", d.caption_near and d.mode == "caption", "NearDupCaption",
@@ -141,7 +144,10 @@ def _resume_inputs(cfg: RunConfig) -> list[dict[str, Any]]:
 
 
 def _finish(p, cfg: RunConfig, c: _Collector, recs, *, schema, tar: bool) -> None:
+    from clipcurate.safety.schema import extend as with_safety
+
     out = cfg.sink.output
+    schema = with_safety(schema, cfg.safety)  # safety columns only when a safety check is on
     parquet_dir = "parquet" if cfg.until is None else f"until_{cfg.until}"
     shards = recs | "WriteShards" >> WriteShards(out, cfg.sink.samples_per_shard, tar=tar,
                                                  parquet=cfg.sink.write_parquet or not tar,
@@ -149,7 +155,8 @@ def _finish(p, cfg: RunConfig, c: _Collector, recs, *, schema, tar: bool) -> Non
                                                  layout=cfg.sink.layout, score_model=cfg.scoring.model)
     rejects = (_flatten(p, c.rejects, "AllRejects")
                | "WriteRejects" >> WriteShards(out, cfg.sink.samples_per_shard * 10, tar=False,
-                                               schema=REJECT, parquet_dir="rejects"))
+                                               schema=with_safety(REJECT, cfg.safety, reject=True),
+                                               parquet_dir="rejects"))
     # a few thumbnails per outcome (kept, each image-stage drop reason) for the report
     _ = (recs, _flatten(p, c.rejects, "ExampleRejects")) | "WriteExamples" >> WriteExamples(out)
     counts = _flatten(p, c.counts, "AllCounts") | "SumCounts" >> beam.CombinePerKey(sum)

@@ -1,0 +1,11 @@
+"""clipcurate.safety: trust and safety checks (docs/safety.md).
+
+Stage transforms (each returns ``{"kept", "counts", "rejects", "stats"}``):
+``SafetyText`` (URL blocklists, opt-out lists, caption toxicity; before download) and
+``SafetyImage`` (image hash lists, PDQ, NSFW, faces; after download).
+"""
+from clipcurate.safety.config import SafetyConfig
+from clipcurate.safety.text_stage import SafetyText, TextSafety
+from clipcurate.safety.urls import UrlRules, build_rules
+
+__all__ = ["SafetyConfig", "SafetyText", "TextSafety", "UrlRules", "build_rules"]
