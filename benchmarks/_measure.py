@@ -396,7 +396,7 @@ def table(results: dict[str, list[Measurement]], items: int | dict[str, int] | N
           unit: str = "items") -> str:
     """Print (and return) one row per alternative: median (min-max) of wall, tree CPU,
     CPU per item, items per CPU-second, peak RSS/PSS, and the load range."""
-    lines = [f"{'run':<44} {'n':>2} {'wall s':>22} {'CPU s (tree)':>22} "
+    lines = [f"{"run":<48} {'n':>2} {'wall s':>22} {'CPU s (tree)':>22} "
              f"{'CPU us/' + unit:>24} {unit + '/CPU-s':>26} {'peak RSS MiB':>16} {'PSS MiB':>8} {'load':>10}"]
     for name, ms in results.items():
         n = items.get(name) if isinstance(items, dict) else items
@@ -404,7 +404,7 @@ def table(results: dict[str, list[Measurement]], items: int | dict[str, int] | N
         rate = spread([n / m.cpu_s for m in ms if m.cpu_s > 0], "{:,.0f}") if n else "-"
         pss = [m.peak_pss for m in ms if m.peak_pss is not None]
         loads = [m.load_before for m in ms] + [m.load_after for m in ms]
-        lines.append(f"{name:<44} {len(ms):>2} {spread([m.wall_s for m in ms], '{:.3g}'):>22} "
+        lines.append(f"{name:<48} {len(ms):>2} {spread([m.wall_s for m in ms], '{:.3g}'):>22} "
                      f"{spread([m.cpu_s for m in ms], '{:.3g}'):>22} {per:>24} {rate:>26} "
                      f"{max(m.peak_rss for m in ms) / 2**20:>16,.0f} "
                      f"{(max(pss) / 2**20 if pss else float('nan')):>8,.0f} "
