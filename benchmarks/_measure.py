@@ -396,7 +396,7 @@ def table(results: dict[str, list[Measurement]], items: int | dict[str, int] | N
           unit: str = "items") -> str:
     """Print (and return) one row per alternative: median (min-max) of wall, tree CPU,
     CPU per item, items per CPU-second, peak RSS/PSS, and the load range."""
-    lines = [f"{"run":<48} {'n':>2} {'wall s':>22} {'CPU s (tree)':>22} "
+    lines = [f"{'run':<48} {'n':>2} {'wall s':>22} {'CPU s (tree)':>22} "
              f"{'CPU us/' + unit:>24} {unit + '/CPU-s':>26} {'peak RSS MiB':>16} {'PSS MiB':>8} {'load':>10}"]
     for name, ms in results.items():
         n = items.get(name) if isinstance(items, dict) else items
