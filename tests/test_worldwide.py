@@ -250,6 +250,12 @@ def test_worldwide_counts_thresholds_and_draw_against_reference(world_file, laio
     assert stats["tail_proportion"] == pytest.approx(p) and 0 < p < 1
     assert {lang: s["t"] for lang, s in stats["languages"].items() if lang in offsets} == thresholds
     assert thresholds["en"] == T_EN and any(t != T_EN for lang, t in thresholds.items() if lang != "en")
+    for lang, t in thresholds.items():  # head/tail summary per language: entries over t_lang, tail share
+        c = ref_counts[slice(*_span(offsets[lang]))]
+        s = stats["languages"][lang]
+        assert s["head_entries"] == int((c > t).sum()), lang
+        assert s["tail_share"] == (pytest.approx(c[c < t].sum() / c.sum()) if c.sum() else None), lang
+    assert stats["languages"]["en"]["tail_share"] == pytest.approx(p)
     want = sorted(u for u, m in matched.items() if draw_keep(3, u, m, probs))
     assert [r["uid"] for r in kept] == want
     # funnel: every record accounted for, per language and in total
@@ -353,6 +359,37 @@ def test_cli_run_with_worldwide_metadata(tmp_path, world_file):
     rows = [r for f in (out / "until_balance").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
     assert len(rows) == manifest["stages"]["balance"]["kept"]
     assert any(r["language"] == "ja" for r in rows) and any(r["language"] == "en" for r in rows)
+    # the report: head/tail table per language from the manifest, entry-count plot per language
+    import html.parser
+
+    from PIL import Image
+
+    from clipcurate.sinks.report import write_report
+    page = Path(write_report(str(out))).read_text(encoding="utf-8")
+    cells = {}
+
+    class Cells(html.parser.HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            self.key = (a["data-htlang"], a["data-key"]) if "data-htlang" in a else None
+
+        def handle_endtag(self, tag):
+            self.key = None
+
+        def handle_data(self, data):
+            if getattr(self, "key", None):
+                cells[self.key], self.key = data, None
+    Cells().feed(page)
+    counts = pq.read_table(out / "stats" / "metaclip_entry_counts.parquet").to_pydict()
+    for lang, s in langs.items():
+        if "t" not in s:
+            continue
+        c = np.array([n for n, lg in zip(counts["count_before"], counts["language"]) if lg == lang])
+        assert cells[(lang, "t")] == str(s["t"]) and cells[(lang, "entries_over_t")] == str(int((c > s["t"]).sum()))
+        assert cells.get((lang, "tail_share"), "") == (f"{c[c < s['t']].sum() / c.sum():.3f}" if c.sum() else "")
+    with Image.open(out / "report_files" / "entry_counts_language.png") as im:
+        assert im.format == "PNG" and im.width > 300
+    assert 'id="plot-entry_counts_language"' in page
 
 
 # -- one alt text per image URL: seeded draw (MetaCLIP 2), dedupe.url_keep ---------------------

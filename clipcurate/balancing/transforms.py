@@ -49,7 +49,7 @@ from clipcurate.balancing.entries import (Metadata, MetadataError, load_metadata
                                           read_bytes)
 from clipcurate.balancing.matching import Matcher, WorldwideMatcher, active_entries
 from clipcurate.balancing.sampling import (EntryCountFn, draw_keep_head, entry_probabilities, head_probabilities,
-                                           head_tail_summary, worldwide_probabilities)
+                                           head_tail_summary, tail_proportion, worldwide_probabilities)
 from clipcurate.balancing.worldwide import Router, parse_lang_map
 from clipcurate.pipelines.stage import COUNTS, REJECTS, BatchCountingDoFn, count_elements, in_global_window
 
@@ -375,7 +375,9 @@ CURVE_POINTS = 32  # points of the per-language sorted entry-count curve in the 
 
 def language_stats(entries: list[str], before: np.ndarray, after: np.ndarray, active: np.ndarray,
                    offsets: dict[str, tuple[int, int]], thresholds: dict[str, int], funnel: dict) -> dict:
-    """Per metadata language: t, head/tail summary, record funnel, top entries, entry-count curve."""
+    """Per metadata language: t, head/tail summary (``head_entries``: entries over t; ``tail_share``: share of
+    the language's matches on entries with a count below t, the proportion t_lang aims at), record funnel,
+    top entries, entry-count curve."""
     by_lang: dict[str, dict] = {}
     for key, n in funnel.items():
         lang, what = key.split("\t", 1)
@@ -384,6 +386,8 @@ def language_stats(entries: list[str], before: np.ndarray, after: np.ndarray, ac
         b, a = before[start:start + n], after[start:start + n]
         out = by_lang.setdefault(lang, {})
         out.update(entries=n, **head_tail_summary(b, a, thresholds[lang], active[start:start + n]))
+        tail = tail_proportion(b, thresholds[lang])  # MetaCLIP 2's t_to_p at t_lang: sum(c[c < t]) / sum(c)
+        out["tail_share"] = None if tail != tail else tail
         out["top_entries"] = [{"entry": entries[start + i], "count_before": int(b[i]), "count_after": int(a[i])}
                               for i in np.argsort(-b, kind="stable")[:5] if b[i] > 0]
         matched = np.sort(b[b > 0])[::-1]

@@ -32,6 +32,8 @@ from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from clipcurate.sinks.examples import KEPT, THUMB_PX, read_examples  # noqa: E402
 from clipcurate.sinks.files import join, read_bytes, write_atomic  # noqa: E402
+from clipcurate.sinks.report_worldwide import (head_tail_table, metaclip_languages,  # noqa: E402
+                                               plot_entry_counts_per_language)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,8 @@ def load_run(output_dir: str, max_rows: int = 200_000) -> RunData:
             data.notes.append(f"{kind} distributions use the first {max_rows:,} rows of {sub}/")
     entry = join(output_dir, "stats", "metaclip_entry_counts.parquet")
     if FileSystems.exists(entry):
-        data.entry_counts, _ = _read_columns([entry], ["entry_id", "entry", "count_before", "count_after"], 10**9)
+        data.entry_counts, _ = _read_columns([entry], ["entry_id", "entry", "count_before", "count_after",
+                                                       "language"], 10**9)
     data.examples = read_examples(output_dir)
     return data
 
@@ -251,6 +254,11 @@ PLOTS: list[tuple[str, str, Callable[[RunData, Any], str | None]]] = [
     ("entry_counts", "Per-entry counts (balancing)", plot_entry_counts),
     ("dup_clusters", "Duplicate clusters", plot_clusters),
 ]
+# drawn only for worldwide MetaCLIP runs (metadata per language)
+WORLDWIDE_PLOTS: list[tuple[str, str, Callable[[RunData, Any], str | None]]] = [
+    ("entry_counts_language", "Per-entry counts per language (worldwide balancing)",
+     lambda d, ax: plot_entry_counts_per_language(d.manifest, d.entry_counts, ax)),
+]
 
 
 def _render(d: RunData, fn) -> tuple[bytes | None, str | None]:
@@ -337,7 +345,7 @@ def _metaclip_language_table(d: RunData) -> str:
     langs = (((d.manifest.get("stats") or {}).get("metaclip") or {}).get("languages")) or {}
     funnels = {lang: v.get("funnel") or {} for lang, v in langs.items() if isinstance(v, dict)}
     if len(funnels) < 2:
-        return ""
+        return head_tail_table(d.manifest)
     keys = sorted({k for f in funnels.values() for k in f}, key=lambda k: (not k.startswith("match"), k != "match:ok", k))
     head = "<tr><th>language</th><th>t</th>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "</tr>"
     body = "".join(
@@ -345,7 +353,8 @@ def _metaclip_language_table(d: RunData) -> str:
         + "".join(f'<td data-mlang="{_e(lang)}" data-key="{_e(k)}">{f.get(k, 0)}</td>' for k in keys) + "</tr>"
         for lang, f in sorted(funnels.items()))
     return ("<h2>MetaCLIP funnel per metadata language</h2><p>Exact counts from the manifest "
-            f"(stats.metaclip.languages).</p><table id=\"language-funnel-metaclip\">{head}{body}</table>")
+            f"(stats.metaclip.languages).</p><table id=\"language-funnel-metaclip\">{head}{body}</table>"
+            + head_tail_table(d.manifest))
 
 
 def _language_table(d: RunData) -> str:
@@ -455,7 +464,7 @@ def write_report(output_dir: str, max_rows: int = 200_000) -> str:
     """Write ``report.html`` and its PNG plots for the run in ``output_dir``; return the HTML path."""
     d = load_run(output_dir, max_rows)
     figures = []
-    for key, title, fn in PLOTS:
+    for key, title, fn in PLOTS + (WORLDWIDE_PLOTS if metaclip_languages(d.manifest) else []):
         png, note = _render(d, fn)
         if png is not None:
             write_atomic(join(output_dir, PLOTS_DIR, f"{key}.png"), png)
