@@ -28,7 +28,8 @@ from clipcurate.sinks.config import SinkConfig
 
 # Stages a run can stop after (``until``), in pipeline order.  MetaCLIP matching and
 # balancing are one step ("balance"): balancing needs the global match counts.
-STAGES = ("ingest", "filter", "safety_text", "dedupe_url", "near_dup_caption", "balance", "download", "dedupe_content",
+STAGES = ("ingest", "filter", "safety_text", "dedupe_url", "near_dup_caption", "balance", "download",
+          "safety_image", "dedupe_content",
           "near_dup", "decontam", "score", "score_filter")
 
 

@@ -40,10 +40,11 @@ def minhash_band_keys(sig: np.ndarray, bands: int, rows: int) -> list[list[bytes
     return out
 
 
-def phash_bands(distance: int, bands: int = 0) -> list[tuple[int, int]]:
-    """Bit ranges ``(start, width)`` of the pHash bands (64 bits split evenly)."""
-    m = min(bands or min(distance + 1, 4), 64)
-    base, extra = divmod(64, m)
+def phash_bands(distance: int, bands: int = 0, bits: int = 64) -> list[tuple[int, int]]:
+    """Bit ranges ``(start, width)`` of the hash's bands (``bits`` split evenly; 64 for pHash,
+    256 for PDQ in clipcurate.safety)."""
+    m = min(bands or min(distance + 1, 4), bits)
+    base, extra = divmod(bits, m)
     spans, start = [], 0
     for i in range(m):
         w = base + (1 if i < extra else 0)

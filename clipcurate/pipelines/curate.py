@@ -78,11 +78,14 @@ def _image_steps(cfg: RunConfig):
     """The same for the stages that carry image bytes."""
     from clipcurate.dedupe import Decontaminate, ExactContentDedupe, NearDedupe
     from clipcurate.download import Download
+    from clipcurate.safety import SafetyImage
     from clipcurate import scoring  # Score needs the model stack: imported only when scoring runs
 
     keep, d, s = cfg.sink.keep_rejects, cfg.dedupe, cfg.scoring
     return [
         ("download", True, "Download", lambda: Download(cfg.download, keep_rejects=keep), ("download",)),
+        ("safety_image", cfg.safety.image_enabled, "SafetyImage", lambda: SafetyImage(cfg.safety, keep_rejects=keep),
+         ("safety_image",)),
         ("dedupe_content", d.content, "DedupeContent", lambda: ExactContentDedupe(keep_rejects=keep),
          ("dedupe_content",)),
         ("near_dup", d.image_near or (d.caption_near and d.mode != "caption"), "NearDup",

@@ -5,7 +5,8 @@ Stage transforms (each returns ``{"kept", "counts", "rejects", "stats"}``):
 ``SafetyImage`` (image hash lists, PDQ, NSFW, faces; after download).
 """
 from clipcurate.safety.config import SafetyConfig
+from clipcurate.safety.image_stage import ImageSafety, SafetyImage
 from clipcurate.safety.text_stage import SafetyText, TextSafety
 from clipcurate.safety.urls import UrlRules, build_rules
 
-__all__ = ["SafetyConfig", "SafetyText", "TextSafety", "UrlRules", "build_rules"]
+__all__ = ["SafetyConfig", "SafetyImage", "ImageSafety", "SafetyText", "TextSafety", "UrlRules", "build_rules"]

@@ -49,8 +49,8 @@ class SafetyConfig:
             raise ValueError(f"safety.nsfw_model={self.nsfw_model!r}; choose from {', '.join(NSFW_MODELS)}")
         if not 0 <= self.pdq_distance < 256:
             raise ValueError(f"safety.pdq_distance={self.pdq_distance} must be in [0, 256)")
-        if not 1 <= self.pdq_bands <= 64 or 256 % self.pdq_bands:
-            raise ValueError(f"safety.pdq_bands={self.pdq_bands} must divide 256 (1..64)")
+        if self.pdq_bands not in (8, 16, 32):
+            raise ValueError(f"safety.pdq_bands={self.pdq_bands}; choose from 8, 16, 32 (bands of 32, 16, 8 bits)")
         if self.pdq_distance // self.pdq_bands > 3:
             raise ValueError(f"safety.pdq_distance={self.pdq_distance} with pdq_bands={self.pdq_bands}: "
                              f"radius {self.pdq_distance // self.pdq_bands} per band is above 3; raise pdq_bands")

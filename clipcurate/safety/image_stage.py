@@ -1,0 +1,127 @@
+"""Stage ``safety_image``: image hash lists, PDQ lists, NSFW score and faces, right after download.
+
+In: downloaded records (``image`` bytes).  Out: the stage dict ``{"kept", "counts", "rejects",
+"stats"}``.  Checks, in order (the first drop wins):
+
+1. ``hash_lists``: MD5 / SHA-1 / SHA-256 of the downloaded bytes on a list -> ``blocklisted``.
+2. ``pdq_lists``: the image's PDQ hash within ``pdq_distance`` of an entry -> ``blocklisted``.
+3. ``nsfw``: ``nsfw_score`` column; at or above ``nsfw_threshold`` -> ``nsfw``.
+4. ``faces``: ``face_bboxes`` column (``[x1, y1, x2, y2]`` in [0, 1], DataComp's); ``blur``
+   blurs each box in the stored bytes (re-encoded, ``sha256``/``width``/``height`` updated,
+   ``faces_blurred`` true, counted as ``face_blurred``); ``drop`` drops as ``has_face``.
+
+A record dropped here leaves without its image bytes: its reject holds ``safety_list`` and
+``safety_match`` (the list's name and the matching hash, ``md5:<hex>`` ... ``pdq:<hex>``),
+never the image, so the report shows no thumbnail of it.  Stats: ``("safety_image", {"lists":
+[identity...], "models": [identity...], ...})``.  The lists and models are loaded once per
+worker process (``Shared``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.utils.shared import Shared
+
+from clipcurate.pipelines.stage import BatchCountingDoFn, apply_stage
+from clipcurate.safety.config import SafetyConfig
+from clipcurate.safety.hashes import DigestLists, PdqIndex, pdq_hash
+from clipcurate.safety.lists import check_names, read_list
+from clipcurate.schemas.status import OK
+
+STAGE = "safety_image"
+
+
+def _require_pdq():
+    try:
+        import pdqhash  # noqa: F401
+    except ModuleNotFoundError:
+        raise ImportError("safety.pdq_lists needs pdqhash (built from source with a C++ compiler): "
+                          "pip install 'clipcurate[pdq]'") from None
+
+
+class ImageSafety:
+    """Pure core: ``decide_batch(records) -> [(status, record)]``; ``stats()`` for the manifest."""
+
+    def __init__(self, cfg: SafetyConfig):
+        check_names(cfg.hash_lists, "safety.hash_lists")
+        check_names(cfg.pdq_lists, "safety.pdq_lists")
+        self.cfg = cfg
+        self.identities: list[dict[str, Any]] = []
+        self.models: list[dict[str, Any]] = []
+        self.digests = DigestLists(self._read(cfg.hash_lists, "hash_list")) if cfg.hash_lists else None
+        self.pdq = None
+        if cfg.pdq_lists:
+            _require_pdq()
+            self.pdq = PdqIndex.from_lists(self._read(cfg.pdq_lists, "pdq_list"), cfg.pdq_distance, cfg.pdq_bands)
+
+    def _read(self, specs: list[str], kind: str) -> list[tuple[str, list[str]]]:
+        named = []
+        for spec in specs:
+            name, lines, identity = read_list(spec, kind)
+            self.identities.append(identity)
+            named.append((name, lines))
+        return named
+
+    def stats(self) -> dict[str, Any]:
+        c = self.cfg
+        return {"lists": self.identities, "models": self.models, "pdq_distance": c.pdq_distance if c.pdq_lists else None,
+                "pdq_min_quality": c.pdq_min_quality if c.pdq_lists else None,
+                "nsfw_threshold": c.nsfw_threshold, "faces": c.faces}
+
+    def decide(self, rec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        data = rec.get("image")
+        if not data:
+            return OK, rec  # nothing to check (a stage before kept a record without bytes)
+        hit = self.digests.match(data) if self.digests is not None else None
+        if hit is None and self.pdq is not None:
+            h = pdq_hash(data)
+            if h is not None and h[1] >= self.cfg.pdq_min_quality:
+                m = self.pdq.match(h[0])
+                hit = (m.list_name, f"pdq:{m.hash_hex}") if m else None
+        if hit is not None:
+            return "blocklisted", _without_image(rec, safety_list=hit[0], safety_match=hit[1])
+        return OK, rec
+
+    def decide_batch(self, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        return [self.decide(r) for r in records]
+
+
+def _without_image(rec: dict[str, Any], **fields) -> dict[str, Any]:
+    """The record for rejects: no image bytes, no thumbnail, only what names the match."""
+    out = dict(rec, **fields)
+    out["image"] = None
+    return out
+
+
+class _Holder:
+    def __init__(self, core: ImageSafety):
+        self.core = core
+
+
+class _Decide(BatchCountingDoFn):
+    def __init__(self, cfg: SafetyConfig, shared: Shared, keep_rejects: bool):
+        super().__init__(STAGE, keep_rejects, batch_size=cfg.batch_size)
+        self.cfg, self.shared = cfg, shared
+        self.core: ImageSafety | None = None
+
+    def setup(self):
+        self.core = self.shared.acquire(lambda: _Holder(ImageSafety(self.cfg)), tag=repr(self.cfg)).core
+
+    def decide_batch(self, records, **_):
+        return self.core.decide_batch(records)
+
+
+class SafetyImage(beam.PTransform):
+    """Stage ``safety_image`` (see the module docstring).  Lists and models load at
+    construction too, so a missing list or package fails before the pipeline runs."""
+
+    def __init__(self, cfg: SafetyConfig, keep_rejects: bool = False):
+        super().__init__()
+        self.cfg, self.keep_rejects = cfg, keep_rejects
+        self._stats = ImageSafety(cfg).stats()
+
+    def expand(self, records):
+        out = apply_stage(records, "Check", _Decide(self.cfg, Shared(), self.keep_rejects))
+        stats = records.pipeline | "Stats" >> beam.Create([(STAGE, self._stats)])
+        return {**out, "stats": stats}
