@@ -17,8 +17,17 @@ behind 50 ms injected latency per request; our ``Download`` stage vs img2dataset
   img2dataset from its shard stats (earliest ``start_time`` to latest ``end_time``);
 * marginal (with two ``--n`` sizes): (n2 - n1) / (wall(n2) - wall(n1)), the rate at which
   extra images go through once started, with start-up cancelled out and no tool's own
-  clock needed; and the CPU seconds (this process + reaped children, not our image
-  workers: see ``cpu_seconds``) per extra image.
+  clock needed; and the CPU seconds per extra image.
+
+CPU and memory are those of the **whole process tree** (``_measure``: a cgroup where
+available, else /proc sampling): this process, Beam's workers, our image worker processes
+(children of multiprocessing's forkserver, never reaped by us), img2dataset's pool.  The
+loopback server is left out (``_measure.exclude``): it stands for remote hosts.
+img2dataset runs at the counts its README recommends (defaults 1 process x 256 threads "for
+small sized datasets"; for larger ones "processes_count as the number of cores", thread_count
+raised while bandwidth and CPU allow: 2 x 256 here) and any others given with ``--img2dataset``.
+Rounds are interleaved (ours then img2dataset, reversed every other round); a table gives
+median (min-max) over the rounds per configuration and size.
 
 Part 1b -- a real crawl's traps (issue #12), everything resolved through the hostile web's
 DNS server by c-ares, per-host limits on (``--crawl-per-host`` 2 in flight, ``--crawl-rate``
@@ -53,7 +62,10 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from clipcurate.download import Download
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import Measurement, exclude, machine, measure, table  # noqa: E402
+
+from clipcurate.download import Download  # noqa: E402
 from clipcurate.download.config import DownloadConfig
 from clipcurate.schemas.uid import make_uid
 from clipcurate.testing import HostileWeb, start_subprocess
@@ -125,6 +137,7 @@ def load() -> float:
 
 def hostile_part(args) -> dict:
     proc, port = start_subprocess([IMAGES], nice=args.server_nice)
+    exclude(proc.pid)
     try:
         names = sorted(p.name for p in IMAGES.glob("*.jpg"))
         urls = []
@@ -140,10 +153,11 @@ def hostile_part(args) -> dict:
                              image_processes=args.image_processes[0], image_nice=args.image_nice)
         load0, t = load(), time.monotonic()
         crashed = None
-        try:
-            kept, rejects, counts, stats = run_stage(records, cfg)
-        except Exception as e:  # noqa: BLE001 - a crash is a result here
-            crashed, kept, rejects, counts, stats = repr(e), [], [], [], {}
+        with measure("hostile") as tree:
+            try:
+                kept, rejects, counts, stats = run_stage(records, cfg)
+            except Exception as e:  # noqa: BLE001 - a crash is a result here
+                crashed, kept, rejects, counts, stats = repr(e), [], [], [], {}
         wall = time.monotonic() - t
     finally:
         stop_server(proc)
@@ -162,6 +176,7 @@ def hostile_part(args) -> dict:
             "with_status_pct": round(100 * with_status / len(records), 2), "kept": len(kept),
             "statuses": dict(statuses.most_common()),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            **tree_fields(tree.result),
             "non_loopback_attempts": len(GUARD.violations),
             "counts_balance": bool(counts) and tally["in"] == len(records) == tally["kept"] + dropped}
 
@@ -170,6 +185,7 @@ def crawl_part(args) -> dict:
     """Part 1b (module doc): stalling DNS, URL spellings, huge robots.txt, gzip trailing bytes."""
     names = sorted(p.name for p in IMAGES.glob("*.jpg"))
     proc, port = start_subprocess([IMAGES], nice=args.server_nice, dns=True)
+    exclude(proc.pid)
     cases = []  # (url, expected status, group)
     for k in range(12):
         cases += [(f"http://dnsstall-8000.s{k}.test:{port}/img/{names[i % len(names)]}?i={i}", "dns_timeout", "dns_stalled")
@@ -190,7 +206,8 @@ def crawl_part(args) -> dict:
                          image_processes=args.image_processes[0], image_nice=args.image_nice)
     load0, t = load(), time.monotonic()
     try:
-        kept, rejects, counts, stats = run_stage(records, cfg)
+        with measure("crawl") as tree:
+            kept, rejects, counts, stats = run_stage(records, cfg)
     finally:
         wall = time.monotonic() - t
         hosts = stop_subprocess(proc)
@@ -219,28 +236,29 @@ def crawl_part(args) -> dict:
             "server_spell_test": hosts.get("spell.test"),
             "server_robots_fetches_max_per_host": max(h["robots_fetches"] for h in hosts.values()) if hosts else None,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "non_loopback_attempts": len(GUARD.violations)}
+            **tree_fields(tree.result), "non_loopback_attempts": len(GUARD.violations)}
 
 
 def throughput_part(args) -> dict:
     proc, port = start_subprocess([IMAGES], latency_ms=args.latency_ms, nice=args.server_nice)
+    exclude(proc.pid)
     tmp = Path(tempfile.mkdtemp(prefix="bench-dl-"))
     sizes = sorted(set(args.n))
     try:
         names = sorted(p.name for p in IMAGES.glob("*.jpg"))
         ours, base = [], []
-        for _ in range(args.repeat):  # interleaved, so a change of machine load hits both
+        for r in range(args.repeat):  # interleaved, so a change of machine load hits both
             for n in sizes:
                 urls = [f"http://127.0.0.1:{port}/img/{names[i % len(names)]}?i={i}&n={n}" for i in range(n)]
                 (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
-                for workers in args.workers:
-                    for image_processes in args.image_processes:
-                        ours.append(run_ours(urls, workers, image_processes, args.concurrency, tmp,
-                                             args.image_nice))
-                        print("ours", ours[-1], flush=True)
-                for procs, threads in args.img2dataset:
-                    base.append(run_img2dataset(tmp, procs, threads, n))
-                    print("img2dataset", base[-1], flush=True)
+                jobs = [("ours", (w, ip)) for w in args.workers for ip in args.image_processes]
+                jobs += [("img2dataset", pt) for pt in args.img2dataset]
+                for tool, conf in (jobs if r % 2 == 0 else jobs[::-1]):
+                    if tool == "ours":
+                        ours.append(run_ours(urls, *conf, args.concurrency, tmp, args.image_nice))
+                    else:
+                        base.append(run_img2dataset(tmp, *conf, n))
+                    print(tool, (ours if tool == "ours" else base)[-1], flush=True)
     finally:
         stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -254,6 +272,16 @@ def throughput_part(args) -> dict:
         report[f"ratio_steady_best_vs_best_n{n}"] = round(best(o, "steady_img_per_s") / best(b, "steady_img_per_s"), 2)
     if len(sizes) > 1:  # marginal: what the extra images cost, start-up cancelled out
         report["marginal"] = marginal(ours, base, sizes[0], sizes[-1])
+    summary = {}
+    for r in ours + base:  # one row per configuration and size: median (min-max) over the rounds
+        label = (f"ours, {r['workers']} Beam worker(s), image_processes={r['image_processes']}" if "workers" in r
+                 else f"img2dataset, {r['processes']} process(es) x {r['threads']} threads") + f", n={r['n']}"
+        summary.setdefault(label, []).append(Measurement(
+            label, r["wall_s"], r["cpu_s"], peak_rss=int(r["peak_rss_mib"] * 2**20),
+            peak_pss=int(r["peak_pss_mib"] * 2**20) if r.get("peak_pss_mib") else None,
+            load_before=r["load_before"], load_after=r["load_after"]))
+    print(machine())
+    table(summary, items={k: int(k.rsplit("n=", 1)[1]) for k in summary}, unit="img")
     return report
 
 
@@ -263,7 +291,7 @@ def _key(r: dict) -> tuple:
 
 def marginal(ours: list, base: list, n1: int, n2: int) -> dict:
     """Per configuration: (n2 - n1) / (wall(n2) - wall(n1)) images/s and the CPU per extra
-    image (this process + reaped children), from the medians over repeats; start-up cancels."""
+    image (whole process tree), from the medians over repeats; start-up cancels."""
     out = {}
     for rows in (ours, base):
         for key in sorted({_key(r) for r in rows}):
@@ -277,11 +305,11 @@ def marginal(ours: list, base: list, n1: int, n2: int) -> dict:
     return out
 
 
-def cpu_seconds() -> float:
-    """CPU of this process plus its reaped children (Beam worker processes, img2dataset's pool); our
-    image workers are children of multiprocessing's forkserver, so their CPU is not in it."""
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+def tree_fields(m: Measurement) -> dict:
+    """The whole-process-tree figures of one run (CPU, peak RSS/PSS, load after)."""
+    return {"cpu_s": round(m.cpu_s, 2), "peak_rss_mib": round(m.peak_rss / 2**20, 1),
+            "peak_pss_mib": round(m.peak_pss / 2**20, 1) if m.peak_pss else None,
+            "load_after": round(m.load_after, 2), "cpu_method": m.method}
 
 
 def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path,
@@ -291,32 +319,35 @@ def run_ours(urls, workers: int, image_processes: int, conc: int, tmp: Path,
                          resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
                          image_processes=image_processes, image_nice=image_nice)
     records = [rec(u, i) for i, u in enumerate(urls)]
-    load0, cpu0, t = load(), cpu_seconds(), time.monotonic()
-    counts, stats = run_stage_counts(records, cfg, workers, tmp)
-    wall, cpu = time.monotonic() - t, cpu_seconds() - cpu0
+    load0 = load()
+    with measure("ours") as tree:
+        counts, stats = run_stage_counts(records, cfg, workers, tmp)
+    wall = tree.result.wall_s
     ok = counts.get("kept", 0)
     span = stats["max_last_done_unix"] - stats["min_first_submit_unix"]
     return {"n": len(urls), "workers": workers, "image_processes": image_processes, "concurrency": conc, "ok": ok,
-            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "img_per_s": round(ok / wall, 1), "steady_s": round(span, 2),
-            "steady_img_per_s": round(ok / span, 1), "load_before": load0}
+            "wall_s": round(wall, 2), "img_per_s": round(ok / wall, 1), "steady_s": round(span, 2),
+            "steady_img_per_s": round(ok / span, 1), "load_before": load0, **tree_fields(tree.result),
+            "cpu_ms_per_img": round(1e3 * tree.result.cpu_s / len(urls), 2)}
 
 
 def run_img2dataset(tmp: Path, procs: int, threads: int, n: int) -> dict:
     from img2dataset import download
 
     out = tmp / f"i2d-{procs}-{threads}-{time.monotonic_ns()}"
-    load0, cpu0, t = load(), cpu_seconds(), time.monotonic()
-    download(url_list=str(tmp / "urls.txt"), input_format="txt", output_folder=str(out), output_format="files",
-             image_size=256, resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
-             processes_count=procs, thread_count=threads, number_sample_per_shard=max(1, n // (2 * procs)),
-             timeout=10, retries=0, enable_wandb=False, compute_hash="sha256", distributor="multiprocessing")
-    wall, cpu = time.monotonic() - t, cpu_seconds() - cpu0
+    load0 = load()
+    with measure("img2dataset") as tree:
+        download(url_list=str(tmp / "urls.txt"), input_format="txt", output_folder=str(out), output_format="files",
+                 image_size=256, resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
+                 processes_count=procs, thread_count=threads, number_sample_per_shard=max(1, n // (2 * procs)),
+                 timeout=10, retries=0, enable_wandb=False, compute_hash="sha256", distributor="multiprocessing")
+    wall = tree.result.wall_s
     shards = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
     ok = sum(s["successes"] for s in shards)
     span = max(s["end_time"] for s in shards) - min(s["start_time"] for s in shards)
-    return {"n": n, "processes": procs, "threads": threads, "ok": ok, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+    return {"n": n, "processes": procs, "threads": threads, "ok": ok, "wall_s": round(wall, 2),
             "img_per_s": round(ok / wall, 1), "steady_s": round(span, 2), "steady_img_per_s": round(ok / span, 1),
-            "load_before": load0}
+            "load_before": load0, **tree_fields(tree.result), "cpu_ms_per_img": round(1e3 * tree.result.cpu_s / n, 2)}
 
 
 def main():
@@ -338,7 +369,9 @@ def main():
     ap.add_argument("--server-nice", type=int, default=10, help="niceness of the loopback server process")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--img2dataset", type=lambda s: tuple(map(int, s.split("x"))), nargs="+",
-                    default=[(1, 64), (2, 32)], help="processes x threads, e.g. 1x64 2x32")
+                    default=[(1, 256), (2, 256), (2, 32)],
+                    help="processes x threads: img2dataset's defaults (1x256), its README's advice for larger "
+                         "lists (processes = cores, 2x256 here) and 2x32")
     ap.add_argument("--skip-hostile", action="store_true")
     ap.add_argument("--skip-crawl", action="store_true")
     ap.add_argument("--crawl-per-host", type=int, default=2, help="per_host_concurrency of the crawl part")
