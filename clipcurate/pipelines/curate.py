@@ -84,7 +84,9 @@ def _image_steps(cfg: RunConfig):
     keep, d, s = cfg.sink.keep_rejects, cfg.dedupe, cfg.scoring
     return [
         ("download", True, "Download", lambda: Download(cfg.download, keep_rejects=keep), ("download",)),
-        ("safety_image", cfg.safety.image_enabled, "SafetyImage", lambda: SafetyImage(cfg.safety, keep_rejects=keep),
+        ("safety_image", cfg.safety.image_enabled, "SafetyImage",
+         lambda: SafetyImage(cfg.safety, keep_rejects=keep, digests_of="fetched bytes" if cfg.download.keep_original
+                             else "stored bytes (re-encoded: set download.keep_original for MD5/SHA lists)"),
          ("safety_image",)),
         ("dedupe_content", d.content, "DedupeContent", lambda: ExactContentDedupe(keep_rejects=keep),
          ("dedupe_content",)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FACE_MODES = ("off", "detect", "blur", "drop")
-FACE_DETECTORS = ("haar",)
+FACE_DETECTORS = ("nudenet", "haar")
 NSFW_MODELS = ("nudenet",)
 
 
@@ -34,10 +34,11 @@ class SafetyConfig:
     nsfw_model: str = "nudenet"     # nudenet (NudeNet's bundled 320n ONNX detector, CPU)
     nsfw_threshold: float | None = None  # drop as ``nsfw`` when nsfw_score >= this
     faces: str = "off"              # off | detect (boxes only) | blur (boxes + blur) | drop
-    face_detector: str = "haar"     # haar (OpenCV's bundled frontal-face Haar cascade)
-    face_min_size: int = 24         # smallest face side in pixels the detector looks for
-    face_min_neighbors: int = 5     # Haar cascade: overlapping detections needed (higher: fewer, surer)
-    blur_strength: float = 0.5      # Gaussian sigma as a fraction of the box's shorter side
+    face_detector: str = "nudenet"  # nudenet (bundled YOLOv8n, AGPL-3.0) | haar (OpenCV's frontal cascade, BSD-style)
+    face_min_score: float = 0.3     # nudenet: face detections scoring below this are ignored
+    face_min_size: int = 24         # haar: smallest face side in pixels the cascade looks for
+    face_min_neighbors: int = 5     # haar: overlapping detections needed (higher: fewer, surer)
+    blur_strength: float = 0.5      # Gaussian sigma = this x the box's shorter side / 2
     batch_size: int = 64
 
     def __post_init__(self):
@@ -60,6 +61,8 @@ class SafetyConfig:
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
                 raise ValueError(f"safety.{name}={v} must be in [0, 1] (or null: score only)")
+        if not 0.0 <= self.face_min_score <= 1.0:
+            raise ValueError(f"safety.face_min_score={self.face_min_score} must be in [0, 1]")
         if self.face_min_size < 1 or self.face_min_neighbors < 0 or self.blur_strength <= 0:
             raise ValueError(f"safety.face_min_size={self.face_min_size} must be >= 1, face_min_neighbors="
                              f"{self.face_min_neighbors} >= 0, blur_strength={self.blur_strength} > 0")
