@@ -5,19 +5,25 @@ the same process.
   bare baseline (warcio + stdlib html.parser collecting <img> attrs, no resolution).
 * Parquet: read_file on the LAION 10k file vs pyarrow.parquet.read_table + to_pylist.
 
+Both are measured with ``_measure`` (CPU of the whole process tree, wall, peak RSS), A/B
+interleaved over ``repeats`` rounds; tables give median (min-max).
+
 Run: python benchmarks/bench_ingest.py [repeats]
 """
 from __future__ import annotations
 
+import statistics
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
 
-from clipcurate.ingest import IngestConfig, read_file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import interleave, machine, ratio, table  # noqa: E402
+
+from clipcurate.ingest import IngestConfig, read_file  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WARCS = [DATA / "resiliparse-warc" / "warcfile.warc.gz", DATA / "resiliparse-warc" / "clueweb-quirk.warc.gz",
@@ -54,27 +60,22 @@ def ours(path: Path) -> int:
     return sum(1 for _ in read_file(str(path), IngestConfig()))
 
 
-def best(fn, arg, repeats: int) -> tuple[float, int]:
-    times, n = [], 0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        n = fn(arg)
-        times.append(time.perf_counter() - t)
-    return min(times), n
-
-
 def main(repeats: int = 5) -> None:
+    print(machine())
     for name, base_fn, paths in (("warc", baseline_warc, WARCS), ("parquet", baseline_parquet, [LAION])):
-        tb = to = 0.0
-        nb = no = 0
         mb = sum(p.stat().st_size for p in paths) / 1e6
-        for p in paths:
-            t, n = best(base_fn, p, repeats)
-            tb, nb = tb + t, nb + n
-            t, n = best(ours, p, repeats)
-            to, no = to + t, no + n
-        print(f"{name}: {mb:.2f} MB, baseline {nb} items {tb * 1e3:.1f} ms, ingest {no} items "
-              f"{to * 1e3:.1f} ms ({no / to:,.0f} items/s, {mb / to:.1f} MB/s), ingest/baseline time = {to / tb:.2f}")
+        base_name = ("warcio + html.parser <img> count" if name == "warc" else "pq.read_table + to_pylist")
+        ours_name = f"clipcurate read_file ({name})"
+        res = interleave({base_name: lambda: sum(base_fn(p) for p in paths),
+                          ours_name: lambda: sum(ours(p) for p in paths)}, repeats, verbose=False)
+        nb, no = res[base_name][0].value, res[ours_name][0].value
+        tb, to = (statistics.median(m.wall_s for m in res[k]) for k in (base_name, ours_name))
+        cb, co = (statistics.median(m.cpu_s for m in res[k]) for k in (base_name, ours_name))
+        print(f"{name}: {mb:.2f} MB, baseline {nb} items {tb * 1e3:.1f} ms wall / {cb * 1e3:.1f} ms CPU, ingest {no} items "
+              f"{to * 1e3:.1f} ms wall / {co * 1e3:.1f} ms CPU ({no / co:,.0f} items per CPU-s, {mb / co:.1f} MB per CPU-s), "
+              f"ingest/baseline CPU = {co / cb:.2f} (medians of {repeats})")
+        table(res, items={base_name: nb, ours_name: no}, unit="item")
+        ratio(res, base_name, ours_name)
 
 
 if __name__ == "__main__":
