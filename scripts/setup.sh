@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install clipcurate with every extra (models: torch/open_clip for scoring and training;
 # train: open_clip_torch[training] with the webdataset it pins, for open_clip_train.main;
-# dataflow: Beam's GCP client; test: pytest, img2dataset; worldwide: wordfreq, pythainlp;
+# dataflow: Beam's GCP client; test: pytest, img2dataset; worldwide: wordfreq, pythainlp, jieba, janome;
 # safety: tldextract, alt-profanity-check, OpenCV, NudeNet; pdq: pdqhash), plus Debian's WordNet data files
 # (used by the MetaCLIP metadata builder) and chromium (report test) when apt-get is available
 # and we are root.

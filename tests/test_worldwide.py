@@ -486,3 +486,81 @@ def test_one_alt_text_per_image_url_is_a_seeded_draw():
     # smallest_uid (the previous rule) ignores the seed
     s1, s2 = run_url_dedupe(recs, "smallest_uid", 1)[0], run_url_dedupe(recs, "smallest_uid", 2)[0]
     assert s1 == s2 == sorted(min(g) for g in groups.values())
+
+
+# -- corpus n-grams per language: word segmenters for unspaced scripts ------------------------
+
+def _segmenter(lang):
+    for mod in ("jieba", "janome", "pythainlp"):
+        pytest.importorskip(mod, reason="pip install 'clipcurate[worldwide]' (scripts/setup.sh installs it)")
+    from clipcurate.balancing.segmenters import make_segmenter
+    return make_segmenter(lang)
+
+
+def _events(text, lang):
+    from clipcurate.balancing.metadata import ngram_events
+    ev = list(ngram_events(text, _segmenter(lang)))
+    return [v for k, v in ev if k == "u"], [v for k, v in ev if k == "b"]
+
+
+def test_segmenters_cut_hand_checked_cjk_and_thai_captions():
+    from clipcurate.balancing.metadata import tokenize
+    from clipcurate.balancing.segmenters import make_segmenter
+    # Chinese (jieba): "I like the night view of Tokyo Tower." + "New York is big"
+    uni, bi = _events("我喜欢东京塔的夜景。New York 很大", "zh")
+    assert uni == ["我", "喜欢", "东京", "塔", "的", "夜景", "New", "York", "很大"]
+    assert ("东京", "塔", "") in bi and ("New", "York", " ") in bi
+    assert not any(b[0] == "夜景" for b in bi)  # "。" breaks bigrams
+    # Japanese (Janome): "The night view of Tokyo Tower is beautiful." + "iPhone case"
+    uni, bi = _events("東京タワーの夜景がきれいです。iPhoneケース", "ja")
+    assert uni == ["東京", "タワー", "の", "夜景", "が", "きれい", "です", "iPhone", "ケース"]
+    assert ("東京", "タワー", "") in bi and ("iPhone", "ケース", "") in bi
+    # Thai (PyThaiNLP newmm): "the cat is very cute", "yes"
+    uni, bi = _events("แมวน่ารักมาก ใช่", "th")
+    assert uni == ["แมว", "น่ารัก", "มาก", "ใช่"] and bi == [("แมว", "น่ารัก", ""), ("น่ารัก", "มาก", ""),
+                                                            ("มาก", "ใช่", " ")]
+    # spaced languages keep whitespace tokens; combining marks (Thai tone marks, Devanagari signs) are word letters
+    assert make_segmenter("en") is None and make_segmenter(None) is None
+    assert tokenize("แมว น่ารัก हिन्दी भाषा") == ["แมว", "น่ารัก", "हिन्दी", "भाषा"]
+    # entries built from segmented bigrams match where they occurred (MetaCLIP 2 padding rule)
+    m = Matcher(["东京塔", "東京タワー", "แมวน่ารัก", "New York"], script_padding=True)
+    assert m.match("我喜欢东京塔的夜景。") == [0] and m.match("東京タワーの夜景") == [1]
+    assert m.match("แมวน่ารักมาก") == [2] and m.match("I love New York.") == [3]
+
+
+def test_corpus_ngrams_per_language_on_the_japanese_warc(tmp_path):
+    """`build-metadata --worldwide --lang-corpus ja:...` on the ClueWeb WARC's Japanese alt texts (556 lines):
+    the Beam builder's ja unigrams/bigrams equal a plain count over the same segmenter, and hold
+    hand-checked words that whitespace tokens miss."""
+    from clipcurate.balancing.cli import main
+    from clipcurate.balancing.metadata import ngram_events, pmi
+    from clipcurate.ingest.archive import read_archive
+    seg = _segmenter("ja")
+    texts = [r["caption"] for s, r in read_archive(str(CLUEWEB), "warc") if s == "ok"]
+    corpus = tmp_path / "alt_ja.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "w.json"
+    assert main(["build-metadata", "--worldwide", "--languages", "th", "--lang-corpus", f"ja:{corpus}",
+                 "--min-count", "20", "--min-pmi", "5", "--min-bigram-count", "20", "--output", str(out)]) == 0
+    world = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(world) == ["ja", "th"] and "แมว" in world["th"]
+    # reference: plain counts over the same segmenter
+    uni, bi = collections.Counter(), collections.Counter()
+    for t in texts:
+        for kind, v in ngram_events(t, seg):
+            (uni if kind == "u" else bi)[v] += 1
+    n = sum(uni.values())
+    want_uni = {w for w, c in uni.items() if c >= 20}
+    want_bi = {f"{a}{s}{b}" for (a, b, s), c in bi.items() if c >= 20 and pmi(c, uni[a], uni[b], n) >= 5}
+    assert set(world["ja"]) == want_uni | want_bi and len(want_bi) > 20
+    # hand-checked: wallet, Harajuku; Ura-Harajuku, the Yoshida Kaban brand, "QR code", "online shop"
+    assert {"財布", "原宿", "人気"} <= want_uni and {"裏原宿", "吉田カバン", "QRコード", "ネットショップ"} <= want_bi
+    # whitespace tokens (MetaCLIP 1's rule) would take a whole phrase as one word
+    assert "新しくアップされたアイテム" in {v for t in texts for k, v in ngram_events(t) if k == "u"}
+    assert "新しくアップされたアイテム" not in world["ja"]
+    stats = json.loads((tmp_path / "w.stats.json").read_text(encoding="utf-8"))
+    assert stats["languages"]["ja"]["corpus"]["tokens"] == n and stats["versions"]["janome"]
+    # the new entries match the WARC's captions in the worldwide matcher
+    wm = WorldwideMatcher(world)
+    hit = {world["ja"][i - wm.offsets["ja"]] for i in wm.match("裏原宿系アイテム通販", "ja")}
+    assert "裏原宿" in hit

@@ -27,7 +27,10 @@ Worldwide (MetaCLIP 2) metadata: a JSON object language -> entries, from wordfre
 and per-language lists (pip install 'clipcurate[worldwide]'):
 
     build-metadata --worldwide --languages all --wordnet --lang-list ja:titles_ja.txt \\
-        --other-list names.txt --output worldwide.json"""
+        --lang-corpus 'ja:alt_ja/*.txt' --other-list names.txt --output worldwide.json
+
+--lang-corpus LANG:GLOB adds that language's corpus unigrams and PMI bigrams (--min-count,
+--min-pmi, --min-bigram-count); zh, ja and th are cut by word segmenters (jieba, Janome, PyThaiNLP)."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -53,6 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="worldwide: keep wordfreq words with Zipf frequency >= Z (default 3.0); repeatable")
     p.add_argument("--lang-list", action="append", default=[], metavar="LANG:FILE",
                    help="worldwide: entries of one language (text or JSON array); repeatable")
+    p.add_argument("--lang-corpus", action="append", default=[], metavar="LANG:GLOB",
+                   help="worldwide: corpus of one language for n-grams (text or Parquet, --caption-col); repeatable")
     p.add_argument("--other-list", action="append", default=[], metavar="FILE",
                    help="worldwide: entries of the 'other' list (captions in languages without a list)")
     p.add_argument("--output", required=True, help="metadata JSON to write (stats go to <stem>.stats.json)")
@@ -80,13 +85,16 @@ def _run_worldwide(args: argparse.Namespace) -> int:
     from clipcurate.balancing.worldwide_metadata import DEFAULT_MIN_ZIPF, build_worldwide_metadata, parse_zipf
     try:
         if args.corpus or args.lists:
-            raise MetadataError("--worldwide takes --lang-list LANG:FILE / --other-list FILE; corpus n-grams per "
-                                "language are not supported yet")
+            raise MetadataError("--worldwide takes --lang-corpus LANG:GLOB, --lang-list LANG:FILE and "
+                                "--other-list FILE (one language each) instead of --corpus / --list")
         default, per_lang = parse_zipf(args.min_zipf, DEFAULT_MIN_ZIPF)
         stats = build_worldwide_metadata(args.output, [c for c in args.languages.split(",") if c.strip()],
                                          min_zipf=default, min_zipf_per_lang=per_lang,
                                          wordnet_dir=args.wordnet_dir if args.wordnet else None,
-                                         lists=args.lang_list, other=args.other_list)
+                                         lists=args.lang_list, other=args.other_list, corpus=args.lang_corpus,
+                                         caption_col=args.caption_col, min_count=args.min_count,
+                                         min_pmi=args.min_pmi, min_bigram_count=args.min_bigram_count,
+                                         beam_args=getattr(args, "beam_args", None))
     except (MetadataError, ValueError, OSError) as e:
         print(f"build-metadata: {e}", file=sys.stderr)
         return 2

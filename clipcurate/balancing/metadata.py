@@ -24,8 +24,9 @@ import json
 import math
 import re
 import string
+import unicodedata
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from clipcurate.balancing.entries import MetadataError
 from clipcurate.balancing.matching import SPACED_CHARS, spacing
@@ -72,14 +73,34 @@ def wordnet_lemmas(wordnet_dir: str = WORDNET_DIR) -> list[str]:
 
 # -- corpus n-grams -------------------------------------------------------------------------
 
+def is_word(token: str) -> bool:
+    """Letters/digits with inner ``' - & _`` allowed; combining marks (Thai tone marks, Devanagari vowel
+    signs, ...) count as part of a word."""
+    if len(token) > MAX_TOKEN_CHARS:
+        return False
+    if _WORD.match(token):
+        return True
+    bare = "".join(ch for ch in token if not unicodedata.category(ch).startswith("M"))
+    return bare != token and bool(_WORD.match(bare))
+
+
 def tokenize(text: str) -> list[str | None]:
     """Tokens of ``text`` as the matcher sees them; non-word tokens become None (they break bigrams)."""
-    return [t if len(t) <= MAX_TOKEN_CHARS and _WORD.match(t) else None for t in spacing(text).split()]
+    return [t if is_word(t) else None for t in spacing(text).split()]
 
 
-def ngram_events(text: str) -> Iterator[tuple[str, object]]:
-    """``("u", word)`` per word token and ``("b", (w1, w2))`` per adjacent word pair of ``text``."""
+def ngram_events(text: str, segment: Callable[[str], list[str]] | None = None) -> Iterator[tuple[str, object]]:
+    """``("u", word)`` per word token and ``("b", (w1, w2))`` per adjacent word pair of ``text``.
+
+    With ``segment`` (a word segmenter for an unspaced script, :mod:`clipcurate.balancing.segmenters`)
+    the words are its pieces and a bigram is ``(w1, w2, sep)``, ``sep`` being " " where the text had
+    whitespace between them and "" otherwise (the entry is ``w1 + sep + w2``).
+    """
     if not isinstance(text, str):
+        return
+    if segment is not None:
+        from clipcurate.balancing.segmenters import segment_events
+        yield from segment_events(text, segment, is_word)
         return
     toks = tokenize(text)
     for i, tok in enumerate(toks):

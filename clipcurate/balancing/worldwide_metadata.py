@@ -10,7 +10,11 @@ duplicates are per language):
    wordfreq folds case, so these entries are lower case.  MetaCLIP 2 uses Wikipedia unigram
    counts instead; wordfreq is a blend of Wikipedia, subtitles, news, web text and more.
 3. ``pythainlp`` (``th`` only, wordfreq has no Thai): PyThaiNLP's Thai word list.
-4. ``list:<file>``: user lists per language (``lang:path``).
+4. ``unigram`` / ``bigram``: corpus n-grams of the language's own corpus (``lang:glob``, the Beam
+   builder of :mod:`clipcurate.balancing.ngrams`, count >= ``min_count``, PMI >= ``min_pmi``);
+   zh, ja and th texts are cut by word segmenters (jieba, Janome, PyThaiNLP), and their bigrams
+   join without a space where the text had none.
+5. ``list:<file>``: user lists per language (``lang:path``).
 
 Output: ``{"en": [...], "ja": [...], ...}`` with sorted keys, plus ``<stem>.stats.json``
 holding per-language, per-source numbers.  Deterministic: same sources and versions ->
@@ -85,33 +89,48 @@ def parse_zipf(items: Iterable[str], default: float) -> tuple[float, dict[str, f
     return default, per
 
 
+def _per_lang(items: Iterable[str], flag: str) -> dict[str, list[str]]:
+    """``["ja:a.txt", "ja:b.txt"]`` -> ``{"ja": ["a.txt", "b.txt"]}``."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        lang, sep, path = str(item).partition(":")
+        if not sep or not lang or not path:
+            raise MetadataError(f"{flag} {item!r}: expected LANG:FILE")
+        out.setdefault(lang.strip().lower(), []).append(path)
+    return out
+
+
 def build_worldwide_metadata(output: str, languages: Iterable[str], *, min_zipf: float = DEFAULT_MIN_ZIPF,
                              min_zipf_per_lang: dict[str, float] | None = None, wordnet_dir: str | None = None,
-                             lists: Iterable[str] = (), other: Iterable[str] = ()) -> dict:
+                             lists: Iterable[str] = (), other: Iterable[str] = (), corpus: Iterable[str] = (),
+                             caption_col: str = "caption", min_count: int = 100, min_pmi: float = 30.0,
+                             min_bigram_count: int = 1, beam_args: list[str] | None = None) -> dict:
     """Write the worldwide metadata object to ``output`` (and stats beside it); return the stats.
 
     ``languages``: codes to build from wordfreq (``th`` comes from PyThaiNLP; ``"all"`` = every
     wordfreq language plus ``th``).  ``lists``: ``lang:path`` user lists (a language may come
-    only from lists).  ``other``: list files merged into the ``"other"`` language.
+    only from lists).  ``other``: list files merged into the ``"other"`` language.  ``corpus``:
+    ``lang:glob`` text/Parquet corpora, one n-gram pipeline per language (a language may come only
+    from its corpus).
     """
     langs = set()
     for code in languages:
         langs.update(wordfreq_languages() + ["th"] if code == "all" else [code.strip().lower()])
-    per_lang_lists: dict[str, list[str]] = {}
-    for item in lists:
-        lang, sep, path = str(item).partition(":")
-        if not sep or not lang or not path:
-            raise MetadataError(f"--lang-list {item!r}: expected LANG:FILE")
-        per_lang_lists.setdefault(lang.lower(), []).append(path)
+    per_lang_lists = _per_lang(lists, "--lang-list")
+    per_lang_corpus = _per_lang(corpus, "--lang-corpus")
     if other:
         per_lang_lists.setdefault("other", []).extend(other)
     zipf = dict(min_zipf_per_lang or {})
     result: dict[str, list[str]] = {}
     stats: dict = {"params": {"languages": sorted(langs), "min_zipf": min_zipf, "min_zipf_per_lang": zipf,
-                              "wordnet_dir": wordnet_dir, "lists": list(lists), "other": list(other)},
-                   "versions": {d: _version(d) for d in ("wordfreq", "pythainlp")}, "languages": {}}
+                              "wordnet_dir": wordnet_dir, "lists": list(lists), "other": list(other),
+                              "corpus": list(corpus), "caption_col": caption_col, "min_count": min_count,
+                              "min_pmi": min_pmi, "min_bigram_count": min_bigram_count},
+                   "versions": {d: _version(d) for d in ("wordfreq", "pythainlp", "jieba", "janome")},
+                   "languages": {}}
+    corpus_stats: dict[str, dict] = {}
     available = set(wordfreq_languages()) if langs - {"th"} else set()
-    for lang in sorted(langs | set(per_lang_lists)):
+    for lang in sorted(langs | set(per_lang_lists) | set(per_lang_corpus)):
         sources: list[tuple[str, Iterable[str]]] = []
         if lang == "en" and wordnet_dir:
             sources.append(("wordnet", wordnet_lemmas(wordnet_dir)))
@@ -124,6 +143,12 @@ def build_worldwide_metadata(output: str, languages: Iterable[str], *, min_zipf:
                 raise MetadataError(f"no built-in source for language {lang!r}: wordfreq has "
                                     f"{', '.join(sorted(available))}, and th comes from pythainlp; "
                                     f"give it a list with --lang-list {lang}:FILE")
+        if lang in per_lang_corpus:
+            from clipcurate.balancing.ngrams import corpus_ngrams
+            uni, bi, corpus_stats[lang] = corpus_ngrams(
+                per_lang_corpus[lang], caption_col, min_count, min_pmi, min_bigram_count,
+                work_dir=f"{output}.ngrams-{lang}-tmp", beam_args=beam_args, language=lang)
+            sources += [("unigram", uni), ("bigram", bi)]
         for path in per_lang_lists.get(lang, ()):
             sources.append((f"list:{path}", read_list_file(path)))
         entries, source_stats = merge_sources(sources)
@@ -131,6 +156,8 @@ def build_worldwide_metadata(output: str, languages: Iterable[str], *, min_zipf:
             raise MetadataError(f"language {lang!r}: the sources gave no usable entry ({source_stats})")
         result[lang] = entries
         stats["languages"][lang] = {"entries": len(entries), "sources": source_stats}
+        if lang in corpus_stats:
+            stats["languages"][lang]["corpus"] = corpus_stats[lang]
     if not result:
         raise MetadataError("build-metadata --worldwide: no language given; use --languages all or en,zh,...")
     stats["entries"] = sum(len(v) for v in result.values())
