@@ -37,14 +37,13 @@ import statistics
 import sys
 from pathlib import Path
 
-import ahocorasick
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import interleave, machine, spread, table  # noqa: E402
-from bench_metaclip import DATA, build_entries  # noqa: E402  (same metadata as that benchmark)
+from bench_metaclip import DATA, build_entries, plain_pyahocorasick  # noqa: E402  (same metadata)
 
 from clipcurate.balancing.config import BalanceConfig  # noqa: E402
 from clipcurate.balancing.matching import Matcher, spacing  # noqa: E402
@@ -73,23 +72,6 @@ def run_pipeline(n: int, captions: list[str], metadata: str | None, chunks: int 
             recs = (recs | TextFilter(TextFilterConfig()))["kept"]
             recs = (recs | MetaClipCurate(BalanceConfig(metadata=metadata), seed=0))["kept"]
         _ = recs | beam.combiners.Count.Globally()
-
-
-def plain_pyahocorasick(entries: list[str]):
-    """MetaCLIP's substr_matching with pyahocorasick, as a user writes it: a STORE_ANY automaton
-    of " e " keys, iter over the spaced caption, ids into a set."""
-    automaton = ahocorasick.Automaton()
-    for i, e in enumerate(entries):
-        if e.strip() and f" {e} " not in automaton:
-            automaton.add_word(f" {e} ", i)
-    automaton.make_automaton()
-
-    def match(caption: str) -> list[int]:
-        ids = set()
-        for _, i in automaton.iter(spacing(caption)):
-            ids.add(i)
-        return sorted(ids)
-    return match
 
 
 def plain_baselines(entries: list[str], captions: list[str], loop_n: int, repeat: int) -> dict:
