@@ -13,7 +13,7 @@ In: downloaded records (``image`` bytes).  Out: the stage dict ``{"kept", "count
 A record dropped here leaves without its image bytes: its reject holds ``safety_list`` and
 ``safety_match`` (the list's name and the matching hash, ``md5:<hex>`` ... ``pdq:<hex>``),
 never the image, so the report shows no thumbnail of it.  Stats: ``("safety_image", {"lists":
-[identity...], "models": [identity...], ...})``.  The lists and models are loaded once per
+[identity...], "models": [identity...], "faces_blurred": n, ...})``.  The lists and models are loaded once per
 worker process (``Shared``).
 """
 from __future__ import annotations
@@ -182,5 +182,8 @@ class SafetyImage(beam.PTransform):
 
     def expand(self, records):
         out = apply_stage(records, "Check", _Decide(self.cfg, Shared(), self.keep_rejects, self.digests_of))
-        stats = records.pipeline | "Stats" >> beam.Create([(STAGE, self._stats)])
+        # what the stage changed (kept records whose stored image it blurred), beside the lists and models
+        blurred = (out["kept"] | "Blurred" >> beam.Map(lambda r: int(bool(r.get("faces_blurred"))))
+                   | "SumBlurred" >> beam.CombineGlobally(sum))
+        stats = blurred | "Stats" >> beam.Map(lambda n, st: (STAGE, dict(st, faces_blurred=n)), self._stats)
         return {**out, "stats": stats}
