@@ -18,6 +18,9 @@ run  : model-only     pixels and tokens already on the device: encode_image + en
        e2e serial     the same with tokenisation inside the loop (one process does everything).
 Each figure is printed with its ratio to model-only and written to --json after every step
 (so a run cut short keeps what it measured).  The model is randomly initialised.
+Every timed call is measured with ``_measure`` (wall, CPU of the whole process tree, peak
+RSS, load); rates are from the median call of ``--repeats`` and each line prints
+median (min-max).
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import glob
 import json
 import os
 import shutil
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +38,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import machine, measure, spread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -70,14 +78,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats):
+def timed(fn, device, repeats, label=""):
+    """Median wall seconds of one call over ``repeats`` measured calls (after one warm-up)."""
     fn()  # warm-up (cudnn/cuBLAS autotune, allocator, nvjpeg handles)
     sync(device)
-    t = time.perf_counter()
+    ms = []
     for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t) / repeats
+        with measure(label) as m:
+            fn()
+            sync(device)
+        ms.append(m.result)
+    print(f"    {label or 'call'}: wall {spread([m.wall_s for m in ms], '{:.4g}')} s, CPU of the process tree "
+          f"{spread([m.cpu_s for m in ms], '{:.4g}')} s, peak RSS {max(m.peak_rss for m in ms) / 2**20:,.0f} MiB, "
+          f"load {min(m.load_before for m in ms):.1f}-{max(m.load_after for m in ms):.1f}", flush=True)
+    return statistics.median(m.wall_s for m in ms)
 
 
 def load_set(folder: Path, n: int) -> tuple[list[bytes], int]:
@@ -181,7 +195,8 @@ def main(argv=None):
     def model_only():
         i, t = scorer.embed(px, tok)
         return (i * t).sum(-1)
-    base = c / timed(model_only, device, a.repeats * 3)
+    print(machine())
+    base = c / timed(model_only, device, a.repeats * 3, "model-only")
     rec["model_only_img_s"] = base
     print(f"  model-only: {base:,.0f} images/s")
 
@@ -190,7 +205,8 @@ def main(argv=None):
     for name in [s for s in a.sets.split(",") if s]:
         blobs, unique = load_set(data / name, a.n)
         gpu = scorer._gpu
-        dec = a.n / timed(lambda: [scorer.pixels(blobs[i:i + b]) for i in batches], device, 1)
+        dec = a.n / timed(lambda: [scorer.pixels(blobs[i:i + b]) for i in batches], device, a.repeats,
+                          f"{name} decode+preprocess")
         rec[f"{name}_decode_only_img_s"] = dec
         if gpu is not None:
             gpu.stats.update(gpu_decoded=0, cpu_fallback=0, resize_calls=0)
@@ -215,7 +231,7 @@ def main(argv=None):
                 pass
         for label, fn in (("tokens_upstream", e2e_tokens), ("tokens_upstream_no_overlap", e2e_no_overlap),
                           ("serial", e2e_serial)):
-            rate = a.n / timed(fn, device, a.repeats)
+            rate = a.n / timed(fn, device, a.repeats, f"{name} e2e {label}")
             rec[f"{name}_e2e_{label}_img_s"] = rate
             rec[f"{name}_e2e_{label}_ratio"] = rate / base
         print(f"  {name} ({unique} distinct): decode+preprocess {dec:,.0f}/s; end-to-end tokens upstream "
