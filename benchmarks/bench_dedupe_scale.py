@@ -1,9 +1,12 @@
 """Caption near-dedupe at scale on the local runner: N synthetic captions (default
 1,000,000) built from the 10,000 real captions of ../shared/data/img2dataset-tests with
 ~10% injected near-duplicates (edit chains), through ``CaptionNearDedupe`` with the
-default config on ``--workers`` processes.  Prints wall time, throughput, peak RSS of the
-process tree (sampled from /proc), counts, the largest component and, for the injected
-duplicates, how many were found.  Records are generated inside the pipeline, by shard.
+default config on ``--workers`` processes.  Prints wall time, throughput, CPU and peak
+RSS/PSS of the whole process tree (``_measure``: a cgroup where available, else /proc
+sampling; Beam's worker processes included), the load average before and after, counts,
+the largest component and, for the injected duplicates, how many were found.  Records are
+generated inside the pipeline, by shard.  One run per invocation (it is long); run it
+several times for a spread.
 
     python benchmarks/bench_dedupe_scale.py [--n 1000000 --workers 2 --out /tmp/dedupe_scale]
 """
@@ -11,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import threading
-import time
+import sys
 from pathlib import Path
 
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from clipcurate.dedupe.config import DedupeConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import machine, measure  # noqa: E402
+
+from clipcurate.dedupe.config import DedupeConfig  # noqa: E402
 from clipcurate.dedupe.lsh import lsh_params
 from clipcurate.dedupe.near import CaptionNearDedupe
 from clipcurate.dedupe.synth import synthetic_caption, vocabulary
@@ -28,40 +32,6 @@ from clipcurate.schemas.uid import make_uid
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SEED = 11
-
-
-def tree_rss(root: int) -> int:
-    """Resident bytes of a process and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{d}/statm") as f:
-                rss[int(d)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            children.setdefault(ppid, []).append(int(d))
-        except (OSError, ValueError, IndexError):
-            continue
-    total, stack = 0, [root]
-    while stack:
-        p = stack.pop()
-        total += rss.get(p, 0)
-        stack += children.get(p, [])
-    return total
-
-
-class PeakSampler(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.stop = 0, threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, tree_rss(os.getpid()))
-            self.stop.wait(0.5)
 
 
 class _Shard(beam.DoFn):
@@ -92,11 +62,9 @@ def main():
     cfg = DedupeConfig(jaccard_threshold=args.threshold)
     opts = ["--runner=FnApiRunner", f"--direct_num_workers={args.workers}",
             "--direct_running_mode=multi_processing"] if args.workers > 1 else ["--runner=FnApiRunner"]
-    sampler = PeakSampler()
-    sampler.start()
-    t = time.time()
+    print(machine())
     per = -(-args.n // args.shards)
-    with beam.Pipeline(options=PipelineOptions(opts)) as p:
+    with measure("dedupe", interval=0.5, pss_interval=5.0) as tree, beam.Pipeline(options=PipelineOptions(opts)) as p:
         recs = (p | beam.Create(list(range(args.shards))) | beam.Reshuffle()
                 | beam.ParDo(_Shard(per, args.n)))
         res = recs | CaptionNearDedupe(cfg, SEED, keep_rejects=True)
@@ -106,9 +74,8 @@ def main():
          | "WR" >> beam.io.WriteToText(str(out / "rejects")))
         (res["kept"] | "Kept" >> beam.Map(lambda r: json.dumps([r["uid"], r["extra"]]))
          | "WK" >> beam.io.WriteToText(str(out / "kept")))
-    wall = time.time() - t
-    sampler.stop.set()
-    sampler.join()
+    m = tree.result
+    wall = m.wall_s
     read = lambda name: [json.loads(line) for f in sorted(out.glob(f"{name}-*")) for line in f.read_text().splitlines()]  # noqa: E731
     counts: dict[str, int] = {}
     for (_, key), v in read("counts"):
@@ -122,11 +89,12 @@ def main():
         roots.setdefault(r, []).append(u)
     true_dups = sum(len(v) - 1 for v in roots.values())
     same_root = sum(1 for u, r, k in rejects if root_of.get(k) == r)
-    cpu = sum(os.times()[:4])
+    cpu = m.cpu_s
     print(f"jaccard_threshold={cfg.jaccard_threshold} bands x rows={lsh_params(cfg.jaccard_threshold, cfg.num_perm)}")
-    print(f"cpu={cpu:.0f}s (user+sys, this process and its workers) -> {args.n / cpu:,.0f} captions per CPU-second")
+    print(f"cpu={cpu:.0f}s (user+sys, whole process tree by {m.method}) -> {args.n / cpu:,.0f} captions per CPU-second")
     print(f"n={args.n} workers={args.workers} wall={wall:.0f}s rate={args.n / wall:,.0f} captions/s "
-          f"({args.n / wall / args.workers:,.0f} per core) peak_rss={sampler.peak / 2**30:.2f} GiB")
+          f"({args.n / wall / args.workers:,.0f} per core) peak_rss={m.peak_rss / 2**30:.2f} GiB "
+          f"peak_pss={(m.peak_pss or 0) / 2**30:.2f} GiB load {m.load_before:.2f} -> {m.load_after:.2f}")
     print(f"counts={counts}")
     print(f"components>=2: {sum(hist.values())}, largest={max(map(int, hist), default=1)}, "
           f"unconverged={stats['near_dup_caption_clusters_unconverged']}")
