@@ -112,4 +112,6 @@ def test_rejects_name_the_list_and_hold_no_image(safety_run):
     # the report's thumbnails: kept (blurred) images, none of a blocklisted one
     examples = pq.read_table(out / "stats" / "examples.parquet").to_pylist()
     assert examples and not [e for e in examples if e["stage"].startswith("safety")]
-    assert (out / "report.html").exists() and "safety_image" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert 'data-stage="safety_image" data-reason="blocklisted"' in page
+    assert 'data-stage="safety_image" data-other="face_blurred"' in page  # what the stage changed

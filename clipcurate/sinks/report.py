@@ -291,7 +291,10 @@ def _stage_table(stages: dict[str, Any]) -> str:
                  f'<td data-stage="{_e(name)}" data-key="kept">{s["kept"]}</td>'
                  f'<td data-stage="{_e(name)}" data-key="dropped_total">{sum(dropped.values())}</td><td>'
                  + ", ".join(f'<span data-stage="{_e(name)}" data-reason="{_e(r)}">{_e(r)}: {n}</span>'
-                             for r, n in dropped.items()) + "</td>")
+                             for r, n in dropped.items())
+                 # kept but changed (e.g. safety_image's face_blurred); ingest's file counts are shown elsewhere
+                 + "".join(f'; <span data-stage="{_e(name)}" data-other="{_e(k)}">{_e(k)}: {n}</span>'
+                           for k, n in s.get("other", {}).items() if not k.startswith("files_")) + "</td>")
         rows.append(f"<tr>{cells}</tr>")
     head = "<tr><th>stage</th><th>in</th><th>kept</th><th>dropped</th><th>drop reasons</th></tr>"
     return f'<table id="funnel">{head}{"".join(rows)}</table>'
