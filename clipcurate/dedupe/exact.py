@@ -20,6 +20,8 @@ from clipcurate.schemas.uid import normalize_url
 def annotate_group(records: list[dict[str, Any]], rule: str = "smallest_uid", seed: int = 0,
                    purpose: str = "keep") -> list[dict[str, Any]]:
     """Mark every record of one key group but the keeper (``rule``, see keep.py) with ``_dup_of``."""
+    if len(records) == 1:  # the usual case: a key of one record keeps it, whatever the rule
+        return records
     keeper, _ = choose(((r["uid"], r.get("clip_score")) for r in records), rule, seed, purpose)
     out, kept = [], False
     for r in sorted(records, key=lambda r: r["uid"]):
