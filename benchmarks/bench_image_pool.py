@@ -64,10 +64,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--image-nice", type=int, default=DownloadConfig.image_nice,
+                    help="niceness ImagePool adds to its workers (the executor's workers get none)")
     a = ap.parse_args()
     bodies = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))] * a.repeat
-    cfg = DownloadConfig(image_size=256, resize_mode="keep_ratio", encode_format="jpg", encode_quality=95)
-    out = {"images": len(bodies), "cores": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)}
+    cfg = DownloadConfig(image_size=256, resize_mode="keep_ratio", encode_format="jpg", encode_quality=95,
+                         image_nice=a.image_nice)
+    out = {"images": len(bodies), "cores": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2),
+           "image_nice": a.image_nice}
 
     print(machine())
     ways = [("process_pool_executor", None), ("image_pool_processes", -1), ("image_pool_threads", 0)]
