@@ -155,3 +155,22 @@ def test_image_stage_drops_listed_images_and_keeps_no_bytes(tmp_path, listed):
                     equal_to([(recs[0]["uid"], None, "md5s"), (recs[1]["uid"], None, "pdq.txt"),
                               (recs[2]["uid"], None, "pdq.txt")]), label="rejects")
     assert collections.Counter(s for s, _ in out)["ok"] == len(recs) - 3
+
+
+def test_low_quality_and_undecodable_images(tmp_path, listed):
+    flat = io.BytesIO()
+    Image.new("RGB", (300, 200), (120, 130, 140)).save(flat, "PNG")
+    flat = flat.getvalue()
+    h, quality = pdq_hash(flat)
+    assert quality < 50  # a flat image: PDQ says its hash is unreliable
+    lst = tmp_path / "pdq.txt"
+    lst.write_text(h.hex() + "\n")
+    recs = _records([flat, b"not an image at all", listed[0]]) + [{"uid": "f" * 32, "url": "http://x/none"}]
+    loose = ImageSafety(SafetyConfig(pdq_lists=[str(lst)])).decide_batch(recs)
+    assert [s for s, _ in loose] == ["blocklisted", "ok", "ok", "ok"]
+    strict = ImageSafety(SafetyConfig(pdq_lists=[str(lst)], pdq_min_quality=50)).decide_batch(recs)
+    assert [s for s, _ in strict] == ["ok", "ok", "ok", "ok"]
+    # with faces on, bytes that do not decode are a counted drop, not a crash
+    faces = ImageSafety(SafetyConfig(faces="blur", face_detector="haar")).decide_batch(recs)
+    assert [s for s, _ in faces] == ["ok", "decode_error", "ok", "ok"]
+    assert faces[1][1]["image"] is None and "safety_image" in faces[1][1]["error"]

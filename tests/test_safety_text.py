@@ -165,3 +165,19 @@ def test_run_with_set_safety_text_only(tmp_path, rows):
     rej = [r for r in rej if r["stage"] == "safety_text"]
     assert len(rej) == st["dropped"]["blocklisted"] and {r["safety_list"] for r in rej} == {"org"}
     assert all(_host(r["url"]) in doms for r in rej)
+
+
+def test_idna_hosts_ports_and_comments(tmp_path):
+    rules = build_rules([("l", ["bücher.de", "prefix:http://host.example:8080/a/", "url:https://e.com/x?q=1"])])
+    assert rules.match("http://www.xn--bcher-kva.de/img.jpg") == ("l", "bücher.de")
+    assert rules.match("http://WWW.BÜCHER.DE/img.jpg") == ("l", "bücher.de")
+    assert rules.match("http://host.example:8080/a/b.jpg") is not None
+    assert rules.match("http://host.example/a/b.jpg") is None  # another port, another origin
+    assert rules.match("http://e.com:80/x?q=1") is not None and rules.match("http://e.com/x?q=2") is None
+    path = tmp_path / "l.txt"
+    path.write_bytes("\ufeff# header\nexample.com   # trailing note\n\n  # indented comment\nhttps://a.org/p#frag\n".encode())
+    name, lines, ident = read_list(str(path), "optout")
+    assert (name, lines, ident["entries"], ident["file"]) == ("l.txt", ["example.com", "https://a.org/p#frag"], 2, "l.txt")
+    path.write_bytes(b"\xff\xfe bad")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_list(f"bad={path}", "optout")
