@@ -30,7 +30,7 @@ from clipcurate.sinks.config import SinkConfig
 # balancing are one step ("balance"): balancing needs the global match counts.
 STAGES = ("ingest", "filter", "safety_text", "dedupe_url", "near_dup_caption", "balance", "download",
           "safety_image", "dedupe_content",
-          "near_dup", "decontam", "score", "score_filter")
+          "near_dup", "decontam", "score", "safety_clip", "score_filter")
 
 
 @dataclass

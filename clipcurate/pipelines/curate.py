@@ -78,7 +78,7 @@ def _image_steps(cfg: RunConfig):
     """The same for the stages that carry image bytes."""
     from clipcurate.dedupe import Decontaminate, ExactContentDedupe, NearDedupe
     from clipcurate.download import Download
-    from clipcurate.safety import SafetyImage
+    from clipcurate.safety import SafetyClip, SafetyImage
     from clipcurate import scoring  # Score needs the model stack: imported only when scoring runs
 
     keep, d, s = cfg.sink.keep_rejects, cfg.dedupe, cfg.scoring
@@ -94,8 +94,10 @@ def _image_steps(cfg: RunConfig):
          lambda: NearDedupe(d, cfg.seed, keep_rejects=keep), ("near_dup",)),
         ("decontam", bool(d.eval_sets), "Decontaminate", lambda: Decontaminate(d, keep_rejects=keep),
          ("decontam",)),
-        ("score", s.enabled, "Score", lambda: _score_step(scoring.Score(s, seed=cfg.seed, keep_rejects=keep), s),
-         ("score",)),
+        ("score", s.enabled, "Score", lambda: _score_step(scoring.Score(
+            s, seed=cfg.seed, keep_rejects=keep, image_head=cfg.safety.nsfw_clip_head or None), s), ("score",)),
+        ("safety_clip", bool(cfg.safety.nsfw_clip_head), "SafetyClip",
+         lambda: SafetyClip(cfg.safety, scoring_enabled=s.enabled, keep_rejects=keep), ("safety_clip",)),
         ("score_filter", s.enabled and (s.threshold is not None or s.top_fraction is not None),
          "ScoreFilter", lambda: scoring.ScoreFilter(s, keep_rejects=keep), ("score_filter",)),
     ]

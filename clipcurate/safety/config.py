@@ -33,6 +33,8 @@ class SafetyConfig:
     nsfw: bool = False              # score images (column ``nsfw_score``)
     nsfw_model: str = "nudenet"     # nudenet (NudeNet's bundled 320n ONNX detector, CPU)
     nsfw_threshold: float | None = None  # drop as ``nsfw`` when nsfw_score >= this
+    nsfw_clip_head: str = ""        # .npz MLP on the scoring model's image embeddings (column nsfw_clip_score)
+    nsfw_clip_threshold: float | None = None  # drop as ``nsfw`` (stage safety_clip) when nsfw_clip_score >= this
     faces: str = "off"              # off | detect (boxes only) | blur (boxes + blur) | drop
     face_detector: str = "nudenet"  # nudenet (bundled YOLOv8n, AGPL-3.0) | haar (OpenCV's frontal cascade, BSD-style)
     face_min_score: float = 0.3     # nudenet: face detections scoring below this are ignored
@@ -57,7 +59,9 @@ class SafetyConfig:
                              f"radius {self.pdq_distance // self.pdq_bands} per band is above 3; raise pdq_bands")
         if not 0 <= self.pdq_min_quality <= 100:
             raise ValueError(f"safety.pdq_min_quality={self.pdq_min_quality} must be in [0, 100]")
-        for name in ("toxic_threshold", "nsfw_threshold"):
+        if self.nsfw_clip_threshold is not None and not self.nsfw_clip_head:
+            raise ValueError("safety.nsfw_clip_threshold needs safety.nsfw_clip_head (a checkpoint path)")
+        for name in ("toxic_threshold", "nsfw_threshold", "nsfw_clip_threshold"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
                 raise ValueError(f"safety.{name}={v} must be in [0, 1] (or null: score only)")

@@ -67,13 +67,26 @@ class TokenizeCaptions(beam.PTransform):
 
 
 class _SplitEmbeddings(beam.DoFn):
-    """PredictionResult -> itself without embeddings; (uid, image_emb, text_emb) on a side output."""
+    """PredictionResult -> itself without embeddings; (uid, image_emb, text_emb) on a side output.
+    With ``image_head`` (clipcurate.safety.clip_head checkpoint), the head's score of the image
+    embedding stays in the inference as ``nsfw_clip_score``."""
+
+    def __init__(self, image_head: str | None = None):
+        self.image_head, self.head = image_head, None
+
+    def setup(self):
+        if self.image_head:
+            from clipcurate.safety.clip_head import ClipHead
+            self.head = ClipHead(self.image_head)
 
     def process(self, pred):
         inf = pred.inference
         if inf.get("image_emb") is not None:
             yield beam.pvalue.TaggedOutput(EMBEDDINGS, (pred.example["uid"], inf["image_emb"], inf["text_emb"]))
-        yield pred._replace(inference={k: v for k, v in inf.items() if not k.endswith("_emb")})
+        out = {k: v for k, v in inf.items() if not k.endswith("_emb")}
+        if self.head is not None and inf.get("image_emb") is not None:
+            out["nsfw_clip_score"] = float(self.head(np.asarray([inf["image_emb"]], np.float32))[0])
+        yield pred._replace(inference=out)
 
 
 class _ScoreDecide(CountingDoFn):
@@ -87,6 +100,8 @@ class _ScoreDecide(CountingDoFn):
         record = {k: v for k, v in record.items() if k not in TOKEN_FIELDS}
         if inf["error"] is not None:
             return "score_error", dict(record, error=inf["error"])
+        if "nsfw_clip_score" in inf:
+            record["nsfw_clip_score"] = inf["nsfw_clip_score"]
         return "ok", dict(record, clip_score=inf["clip_score"])
 
 
@@ -112,20 +127,24 @@ class Score(beam.PTransform):
     tag, checkpoint and its sha256, weights sha256 seen by the workers) and
     ``score_captions_truncated`` (captions longer than the model's context, truncated as
     its tokenizer does).  With ``cfg.embeddings_dir`` set, L2-normalised embeddings are also
-    written there as Parquet shards (:class:`WriteEmbeddings`).
+    written there as Parquet shards (:class:`WriteEmbeddings`).  With ``image_head`` (a
+    clipcurate.safety.clip_head checkpoint), each record also gets that head's
+    ``nsfw_clip_score`` of its image embedding (stage ``safety_clip`` applies the threshold).
     """
 
-    def __init__(self, cfg: ScoringConfig, seed: int = 0, keep_rejects: bool = False):
+    def __init__(self, cfg: ScoringConfig, seed: int = 0, keep_rejects: bool = False, image_head: str | None = None):
         super().__init__()
-        self.cfg, self.seed, self.keep_rejects = cfg, seed, keep_rejects
+        self.cfg, self.seed, self.keep_rejects, self.image_head = cfg, seed, keep_rejects, image_head
         self.identity = describe_model(cfg.model, cfg.pretrained, cfg.checkpoint, cfg.random_init, seed)
 
     def expand(self, pcoll):
         cfg = self.cfg
-        handler = OpenClipModelHandler(cfg, self.seed, with_embeddings=cfg.embeddings_dir is not None)
+        handler = OpenClipModelHandler(cfg, self.seed, with_embeddings=cfg.embeddings_dir is not None
+                                       or bool(self.image_head))
         preds = (pcoll | "TokenizeCaptions" >> TokenizeCaptions(cfg)
                  | "RunInference" >> RunInference(handler))
-        split = preds | "SplitEmbeddings" >> beam.ParDo(_SplitEmbeddings()).with_outputs(EMBEDDINGS, main="preds")
+        split = preds | "SplitEmbeddings" >> beam.ParDo(_SplitEmbeddings(self.image_head)).with_outputs(
+            EMBEDDINGS, main="preds")
         out = apply_stage(split.preds, "Decide", _ScoreDecide(self.keep_rejects))
         model = (split.preds | "ModelId" >> beam.Map(lambda p: p.model_id)
                  | "Distinct" >> beam.Distinct()
