@@ -37,7 +37,7 @@ def _recs(photos):
              "sha256": hashlib.sha256(d).hexdigest()} for i, (k, d) in enumerate(sorted(photos.items()))]
 
 
-@pytest.mark.parametrize("detector,min_found,max_false", [("nudenet", 12, 0), ("haar", 7, 4)])
+@pytest.mark.parametrize("detector,min_found,max_false", [("nudenet", 12, 0), ("haar", 7, 6)])
 def test_face_recall_against_hand_counts(photos, detector, min_found, max_false):
     core = ImageSafety(SafetyConfig(faces="detect", face_detector=detector))
     found = false = 0
