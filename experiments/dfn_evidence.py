@@ -54,7 +54,7 @@ import dfn_loop as dfn  # noqa: E402
 
 from clipcurate.demo import serve_directory  # noqa: E402
 from clipcurate.scoring.model import load_clip  # noqa: E402
-from clipcurate.trainer.images import encode_images  # noqa: E402
+from clipcurate.trainer.images import encode_images, split_balanced  # noqa: E402
 from clipcurate.trainer.linear_probe import linear_probe  # noqa: E402
 from clipcurate.trainer.prompts import load_list, parse_prompts_md  # noqa: E402
 from clipcurate.trainer.zeroshot import build_classifier, zeroshot_classify  # noqa: E402
@@ -264,31 +264,39 @@ def removal(run_dir: Path, truth: dict[str, dict]) -> dict:
 
 
 # ---------------------------------------------------------------- evaluation
-def evaluate(model: str, checkpoint: str, heldout, ood, seed: int) -> dict:
-    """CIFAR-10 held-out zero-shot + probe (dfn_loop.evaluate), plus on the OOD ImageNet images:
-    zero-shot over the 10 classes and the probe fit on the whole CIFAR-10 held-out split."""
-    out = dfn.evaluate(model, checkpoint, heldout, seed)
+def evaluate(model: str, checkpoint: str, heldout, ood, seed: int, c_values: list[float] | None = None) -> dict:
+    """CIFAR-10 held-out zero-shot + linear probe (exactly as dfn_loop.evaluate), plus on the OOD
+    ImageNet images: zero-shot over the 10 classes and the probe fit on the whole CIFAR-10 held-out split."""
     loaded = load_clip(model, checkpoint=checkpoint)
     templates = load_list(str(dfn.EVAL_TEMPLATES), "templates", "cifar10")
     clf = build_classifier(loaded.model, loaded.tokenizer, CLASSES, templates)
-    paths, labels = [str(p) for p, _ in ood], [y for _, y in ood]
-    zs = zeroshot_classify(encode_images(loaded.model, loaded.preprocess, paths), clf, CLASSES, labels)
-    f_ood = encode_images(loaded.model, loaded.preprocess, paths, normalize=False)
-    f_cif = encode_images(loaded.model, loaded.preprocess, [str(p) for p, _ in heldout], normalize=False)
-    lp = linear_probe(f_cif, [y for _, y in heldout], f_ood, labels, c_values=np.logspace(-6, 4, 11).tolist(),
-                      seed=seed)
-    out.pop("zeroshot_per_class", None)
-    return out | {"ood_zeroshot_top1": zs["top1"], "ood_zeroshot_top5": zs["top5"],
-                  "ood_linear_probe_top1": lp["top1"], "n_ood": len(paths)}
+    c_values = c_values or np.logspace(-6, 4, 11).tolist()
+    out = {}
+    feats = {}
+    for name, items in (("", heldout), ("ood_", ood)):
+        paths, labels = [str(p) for p, _ in items], [y for _, y in items]
+        zs = zeroshot_classify(encode_images(loaded.model, loaded.preprocess, paths), clf, CLASSES, labels)
+        feats[name] = encode_images(loaded.model, loaded.preprocess, paths, normalize=False)
+        out |= {f"{name}zeroshot_top1": zs["top1"], f"{name}zeroshot_top5": zs["top5"], f"n_{name or 'eval'}": len(paths)}
+    labels = [y for _, y in heldout]
+    tr, te = split_balanced(labels, 0.5, seed)
+    y = np.array(labels)
+    lp = linear_probe(feats[""][tr], y[tr], feats[""][te], y[te], c_values=c_values, seed=seed)
+    lp_ood = linear_probe(feats[""], labels, feats["ood_"], [y for _, y in ood], c_values=c_values, seed=seed)
+    return out | {"linear_probe_top1": lp["top1"], "linear_probe_best_C": lp["best_C"],
+                  "ood_linear_probe_top1": lp_ood["top1"]}
 
 
-def pair_scores(model: str, checkpoint: str, images: list[Path], texts: list[str]) -> np.ndarray:
-    """Cosine similarity of each image with the text at the same position."""
-    loaded = load_clip(model, checkpoint=checkpoint)
-    img = torch.from_numpy(encode_images(loaded.model, loaded.preprocess, [str(p) for p in images]))
+def pair_scores(loaded, images: list[Path], texts_list: list[list[str]]) -> list[np.ndarray]:
+    """Cosine similarity of each image with the text at the same position, for each list of texts."""
+    img = torch.nn.functional.normalize(torch.from_numpy(
+        encode_images(loaded.model, loaded.preprocess, [str(p) for p in images])).float(), dim=-1)
+    out = []
     with torch.no_grad():
-        txt = torch.nn.functional.normalize(loaded.model.encode_text(loaded.tokenizer(texts)).float(), dim=-1)
-    return (torch.nn.functional.normalize(img.float(), dim=-1) * txt).sum(-1).numpy()
+        for texts in texts_list:
+            txt = torch.nn.functional.normalize(loaded.model.encode_text(loaded.tokenizer(texts)).float(), dim=-1)
+            out.append((img * txt).sum(-1).numpy())
+    return out
 
 
 def scoring_sanity(model: str, checkpoint: str, seed: int) -> dict:
@@ -303,14 +311,13 @@ def scoring_sanity(model: str, checkpoint: str, seed: int) -> dict:
     rng = random.Random(_h(seed, "derange"))
     while any(i == p for i, p in enumerate(perm)):
         rng.shuffle(perm)
-    s_true = pair_scores(model, checkpoint, imgs, titles)
-    s_wrong = pair_scores(model, checkpoint, imgs, [titles[p] for p in perm])
+    loaded = load_clip(model, checkpoint=checkpoint)
+    s_true, s_wrong = pair_scores(loaded, imgs, [titles, [titles[p] for p in perm]])
     good = json.loads((CLIPSCORE / "good_captions.json").read_text())
     bad = json.loads((CLIPSCORE / "bad_captions.json").read_text())
     keys = sorted(good)
     cs_imgs = [CLIPSCORE / "images" / f"{k}.jpg" for k in keys]
-    g = pair_scores(model, checkpoint, cs_imgs, [good[k] for k in keys])
-    b = pair_scores(model, checkpoint, cs_imgs, [bad[k] for k in keys])
+    g, b = pair_scores(loaded, cs_imgs, [[good[k] for k in keys], [bad[k] for k in keys]])
     return {"open_images_n": len(rows), "open_images_true_wins": int((s_true > s_wrong).sum()),
             "open_images_true_win_rate": float((s_true > s_wrong).mean()),
             "open_images_mean_margin": float((s_true - s_wrong).mean()),
@@ -340,6 +347,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--probe-c", default="", help="comma list of linear-probe C values (default 1e-6..1e4, 11 "
+                    "log-spaced, as dfn_loop.py; the CI test uses one value)")
     ap.add_argument("--port", type=int, default=None, help="loopback port (default 18800 + seed); URLs, hence "
                     "uids and training order, include it")
     ap.add_argument("--beam-args", default="")
@@ -349,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
     log.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     rates = [float(r) for r in args.rates.split(",")]
+    c_values = [float(c) for c in args.probe_c.split(",") if c] or None
     if args.train_rate not in rates:
         rates.append(args.train_rate)
     work = Path(args.work).resolve()
@@ -416,12 +426,12 @@ def main(argv: list[str] | None = None) -> dict:
                     tr = trained["unfiltered"] if arm == "unfiltered" else train(f"{arm}_r{rate}", shards[arm], args.steps)
                     ck = ckpts["clipscore"] if arm == "unfiltered" else tr.pop("final_checkpoint")
                     t0 = time.perf_counter()
-                    rr["arms"][arm] = {"train": tr, "eval": evaluate(args.model, ck, parts["eval"], ood, args.seed)}
+                    rr["arms"][arm] = {"train": tr, "eval": evaluate(args.model, ck, parts["eval"], ood, args.seed, c_values)}
                     lap(f"eval_{arm}", t0)
                 rr["scoring_sanity"] = {"dfn": scoring_sanity(args.model, ckpt_dfn, args.seed),
                                         "clipscore": scoring_sanity(args.model, ckpts["clipscore"], args.seed)}
                 t0 = time.perf_counter()
-                rr["filter_network_eval"] = evaluate(args.model, ckpt_dfn, parts["eval"], ood, args.seed)
+                rr["filter_network_eval"] = evaluate(args.model, ckpt_dfn, parts["eval"], ood, args.seed, c_values)
                 lap("eval_filter_network", t0)
             results["rates"][str(rate)] = rr
     for tr in [results["filter_network"]] + [a["train"] for r in results["rates"].values() for a in r.get("arms", {}).values()]:
@@ -439,7 +449,8 @@ def summary_text(r: dict) -> str:
              "removed fraction per caption kind, per filter arm (rate = noise fraction of the pool):",
              f"{'rate':>5} {'arm':18}" + "".join(f"{k:>15}" for k in ("clean",) + NOISE_KINDS) + f"{'kept':>7}{'clean kept':>11}"]
     for rate, rr in sorted(r["rates"].items()):
-        for arm, rem in rr["removal"].items():
+        for arm in [a for a in PIPELINE_ARMS if a in rr["removal"]]:
+            rem = rr["removal"][arm]
             lines.append(f"{rate:>5} {arm:18}" + "".join(f"{rem[k]['removed_fraction']:>15.2f}" for k in ("clean",) + NOISE_KINDS)
                          + f"{rem['all']['kept']:>7}{rem['all']['clean_fraction_kept']:>11.2f}")
     for rate, rr in sorted(r["rates"].items()):
@@ -447,7 +458,7 @@ def summary_text(r: dict) -> str:
             continue
         lines += ["", f"arms at noise rate {rate}, equal samples seen (top-1 %):",
                   f"{'arm':18}{'samples':>8}{'cifar zs':>9}{'cifar lp':>9}{'ood zs':>8}{'ood lp':>8}"]
-        for arm, a in list(rr["arms"].items()) + [("filter net", {"train": r["filter_network"], "eval": rr["filter_network_eval"]})]:
+        for arm, a in [(a, rr["arms"][a]) for a in ARMS] + [("filter net", {"train": r["filter_network"], "eval": rr["filter_network_eval"]})]:
             e = a["eval"]
             lines.append(f"{arm:18}{a['train']['samples_seen']:>8}{100 * e['zeroshot_top1']:>9.1f}"
                          f"{100 * e['linear_probe_top1']:>9.1f}{100 * e['ood_zeroshot_top1']:>8.1f}"
@@ -458,5 +469,49 @@ def summary_text(r: dict) -> str:
     return "\n".join(lines)
 
 
+def aggregate(paths: list[str]) -> str:
+    """Markdown tables over several seeds' evidence.json: mean and sample sd per figure."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    seeds = [r["seed"] for r in runs]
+    ms = lambda xs: f"{np.mean(xs):.1f} ± {np.std(xs, ddof=1):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"  # noqa: E731
+    kinds = ("clean",) + NOISE_KINDS
+    out = [f"Seeds {seeds} (mean ± sample sd over seeds).", "",
+           "Removed fraction (%) per caption kind and filter arm:", "",
+           "| noise rate | arm | " + " | ".join(kinds) + " | rows kept | clean share of kept |",
+           "| ---: | --- |" + " ---: |" * (len(kinds) + 2)]
+    for rate in sorted(runs[0]["rates"]):
+        for arm in [a for a in PIPELINE_ARMS if a in runs[0]["rates"][rate]["removal"]]:
+            rem = [r["rates"][rate]["removal"][arm] for r in runs]
+            out.append(f"| {rate} | {arm} | " + " | ".join(ms([100 * x[k]["removed_fraction"] for x in rem]) for k in kinds)
+                       + f" | {ms([x['all']['kept'] for x in rem])} | {ms([100 * x['all']['clean_fraction_kept'] for x in rem])} |")
+    for rate in sorted(runs[0]["rates"]):
+        if "arms" not in runs[0]["rates"][rate]:
+            continue
+        rr = [r["rates"][rate] for r in runs]
+        out += ["", f"Arms at noise rate {rate}, equal samples seen "
+                f"({rr[0]['arms']['unfiltered']['train']['samples_seen']:,} each), top-1 (%):", "",
+                "| arm | training rows | CIFAR-10 zero-shot | CIFAR-10 linear probe | ImageNet OOD zero-shot | "
+                "ImageNet OOD linear probe | zero-shot vs unfiltered (points) |", "| --- |" + " ---: |" * 6]
+        for arm in ARMS + ["filter net"]:
+            ev_ = [x["filter_network_eval"] if arm == "filter net" else x["arms"][arm]["eval"] for x in rr]
+            rows = ["(clean subset)" if arm in ("filter net", "clean_only") else
+                    ("+".join([str(x["shard_rows"]["unfiltered"]), "clean"]) if arm == "unfiltered+clean"
+                     else str(x["shard_rows"][arm])) for x in rr]
+            d = [100 * (e["zeroshot_top1"] - x["arms"]["unfiltered"]["eval"]["zeroshot_top1"]) for e, x in zip(ev_, rr)]
+            out.append(f"| {arm} | {' / '.join(dict.fromkeys(rows))} | " + " | ".join(
+                ms([100 * e[k] for e in ev_]) for k in ("zeroshot_top1", "linear_probe_top1", "ood_zeroshot_top1",
+                                                       "ood_linear_probe_top1")) + f" | {ms(d)} |")
+        out += ["", "Scoring sanity (true caption scores higher than the wrong one), per seed:", "",
+                "| network | Open Images title vs shuffled title | CLIPScore good vs bad caption |", "| --- | --- | --- |"]
+        for net in rr[0]["scoring_sanity"]:
+            s = [x["scoring_sanity"][net] for x in rr]
+            out.append(f"| {net} | " + ", ".join(f"{x['open_images_true_wins']}/{x['open_images_n']}" for x in s)
+                       + " | " + ", ".join(f"{x['clipscore_good_wins']}/{x['clipscore_n']}" for x in s) + " |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["aggregate"]:
+        print(aggregate(sys.argv[2:]))
+    else:
+        main()
