@@ -220,14 +220,43 @@ def _trace_rss(max_gib: float = 0.0) -> None:
     threading.Thread(target=loop, daemon=True).start()
 
 
+_BOOKKEEPING = {"AllCounts", "AllRejects", "ExampleRejects", "AllFiles", "AllStats", "ref"}
+
+
+def trace_summary(log: Path) -> list[str]:
+    """Peak RSS while each runner stage ran, from a ``--trace-rss`` log (stderr of a child):
+    which fused step holds memory.  A stage is named by its first few transforms."""
+    import re
+    rows, name, start, peak, rss = [], "(pipeline construction)", None, 0, 0
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"\S+ (\d\d:\d\d:\d\d),\d+ (RSS (\d+) MiB|Running bundle for stage (.*))", line)
+        if not m:
+            continue
+        if m.group(3):
+            rss = int(m.group(3))
+            peak = max(peak, rss)
+            continue
+        rows.append((name, start, peak))
+        steps = []
+        for t in re.findall(r"ref_AppliedPTransform_([A-Za-z]+)|\(([A-Za-z]+)/", m.group(4)):
+            label = t[0] or t[1]
+            if label not in steps and label not in _BOOKKEEPING:
+                steps.append(label)
+        name, start, peak = " + ".join(steps[:6]) + (" ..." if len(steps) > 6 else ""), m.group(1), rss
+    rows.append((name, start, peak))
+    return [f"{start or '':>8}  {p:>8,} MiB  {n}" for n, start, p in rows]
+
+
 # -- cost of 1 billion candidates -------------------------------------------------------------
-# Dataflow list prices, us-central1, batch workers (https://cloud.google.com/dataflow/pricing,
-# read 2026-12-03; see docs/benchmarks.md, "Scaling and cost", for what is assumed).
-VCPU_HOUR = 0.056          # $ per vCPU-hour
-MEM_GB_HOUR = 0.003557     # $ per GB-hour of worker memory
-SHUFFLE_GB = 0.011         # $ per GB of Dataflow Shuffle data processed
+# Dataflow list prices, us-central1, batch workers, as Beam 2.77's own cost benchmark holds them
+# (apache_beam/testing/load_tests/dataflow_cost_consts.py: "found at
+# https://cloud.google.com/dataflow/pricing"; read 2026-12-07).  That file lists no H100.
+VCPU_HOUR = 0.056          # $ per vCPU-hour (VCPU_PER_HR_BATCH)
+MEM_GB_HOUR = 0.003557     # $ per GB-hour of worker memory (MEM_PER_GB_HR_BATCH)
+SHUFFLE_GB = 0.011         # $ per GB of Dataflow Shuffle data processed (SHUFFLE_PER_GB_BATCH)
 GB_PER_VCPU = 3.75         # n1-standard workers
-H100_HOUR = 11.0           # $ per H100-hour: ASSUMED (Compute Engine a3-highgpu-8g list / 8), not read
+H100_HOUR = 11.06          # $ per H100-hour: ASSUMED, Compute Engine a3-highgpu-8g on demand / 8 (third-party
+#                            price lists); not a Dataflow figure (A100 80GB there: 4.7137)
 # Figures measured earlier (docs/benchmarks.md) and assumptions, per image / URL:
 DOWNLOAD_OK_CPU_MS = 4.26  # all-in CPU per downloaded image (Download section, image threads, marginal)
 DOWNLOAD_FAIL_CPU_MS = 0.70  # per failed URL: the fetch process's CPU per image (no decode/encode)
@@ -235,14 +264,16 @@ DOWNLOAD_FAIL_RATE = 0.40  # ASSUMED share of surviving URLs that fail (dead lin
 IMAGE_KB = 41.9            # mean stored image (256 px keep_ratio, q95) of 118 real photos, measured 2026-12-03
 IMAGE_SHUFFLES = 2         # GroupByKeys that carry image bytes: dedupe_content, WriteShards
 H200_IMG_S = 7530          # scoring end-to-end, ViT-B/32 bf16, 256 px, one H200 (Scoring section)
-H100_VS_H200 = 0.9         # ASSUMED: same GH100 compute, less / slower HBM
+H100_VS_H200 = 0.9         # ASSUMED: same GH100 compute, less / slower HBM; not measured on an H100
 BILLED_SHUFFLE_FACTOR = 2  # ASSUMED: bytes crossing a shuffle are billed when written and when read
 
 
-def cost_table(runs: dict, n: int, last: str, pool: float = 1e9) -> list[str]:
-    """Markdown rows: vCPU-hours, shuffle GB, GPU-hours and dollars to curate ``pool`` candidates."""
+def cost_table(runs: dict, n: int, last: str, pool: float = 1e9, cpu_per_candidate: float | None = None) -> list[str]:
+    """Markdown rows: vCPU-hours, shuffle GB, GPU-hours and dollars to curate ``pool`` candidates.
+    ``cpu_per_candidate``: the text stages' CPU-s per candidate (default: the run at ``n``, fixed
+    costs included; report() passes the marginal figure between the two largest sizes)."""
     r = runs[(n, last)]
-    text_cpu = r["cpu_s"] / n
+    text_cpu = r["cpu_s"] / n if cpu_per_candidate is None else cpu_per_candidate
     text_shuffle = (sum(s["bytes"] for s in r["shuffles"] if s["kind"] == "gbk") + r["combiner_partials_bytes"]) / n
     survive = r["counts"]["write"]["in"] / n
     urls = pool * survive
@@ -267,6 +298,64 @@ def cost_table(runs: dict, n: int, last: str, pool: float = 1e9) -> list[str]:
         out.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in vals) + " |")
     out.append("| **total** | " + " | ".join(f"**{v:,.0f}**" for v in tot) + " |")
     return out
+
+
+def hot_paths(rounds: int = 5) -> None:
+    """The two per-candidate paths changed for #18 (item 3), against the previous code, in this
+    process, interleaved, median (min-max) of ``rounds``: normalize_url (urlsplit for every URL
+    before; a regex fast path for URLs already in normal form now) on the 10,000 real URLs, run
+    twice per candidate (uid at ingest, dedupe_url key); and the dedupe_url keeper of a group of
+    one record (a seeded keeper draw and two sorts before; returned as is now)."""
+    import statistics
+    import pyarrow.parquet as pq
+    from clipcurate.dedupe.exact import annotate_group
+    from clipcurate.dedupe.keep import DUP_OF, choose
+    from clipcurate.ingest.rows import candidate
+    from clipcurate.schemas.uid import _normalize_split, normalize_url
+
+    t = pq.read_table(DATA, columns=["URL", "TEXT"])
+    urls, caps = t.column("URL").to_pylist(), t.column("TEXT").to_pylist()
+    recs = [candidate(u, c, source="x.parquet", offset=i, source_format="parquet")[1]
+            for i, (u, c) in enumerate(zip(urls, caps))]
+
+    def before_url():
+        for u in urls:
+            _normalize_split(u.strip())
+
+    def after_url():
+        for u in urls:
+            normalize_url(u)
+
+    def before_group():  # the previous annotate_group body, default rule "random"
+        for r in recs:
+            records = [r]
+            keeper, _ = choose(((x["uid"], x.get("clip_score")) for x in records), "random", 0, "dedupe_url")
+            out, kept = [], False
+            for x in sorted(records, key=lambda x: x["uid"]):
+                if x["uid"] == keeper and not kept:
+                    kept = True
+                    out.append(x)
+                else:
+                    out.append(dict(x, **{DUP_OF: keeper}))
+
+    def after_group():
+        for r in recs:
+            annotate_group([r], "random", 0, "dedupe_url")
+
+    res = {k: [] for k in ("url before", "url after", "group before", "group after")}
+    for _ in range(rounds):
+        for name, f in (("url before", before_url), ("url after", after_url),
+                        ("group before", before_group), ("group after", after_group)):
+            c0 = time.process_time()
+            f()
+            res[name].append((time.process_time() - c0) / len(urls) * 1e6)
+    print(f"hot paths, us per call, median (min-max) of {rounds} interleaved rounds, load {os.getloadavg()[0]:.1f}:")
+    for k, v in res.items():
+        print(f"  {k:<13} {statistics.median(v):7.2f} ({min(v):.2f}-{max(v):.2f})")
+    url = 2 * (statistics.median(res["url before"]) - statistics.median(res["url after"]))
+    grp = statistics.median(res["group before"]) - statistics.median(res["group after"])
+    print(f"  saved per candidate: {url:.1f} us (two normalize_url calls) + {grp:.1f} us (keeper of a "
+          f"one-record group) = {url + grp:.1f} us")
 
 
 # -- driver -----------------------------------------------------------------------------------
@@ -353,8 +442,13 @@ def summarise(runs: dict[tuple[int, str], dict], sizes: list[int], stages: list[
 
 def report(runs, sizes, stages, tol) -> None:
     fails = summarise(runs, sizes, stages, tol)
-    print(f"\ncost to curate 1e9 candidates, from the run at {sizes[-1]:,} (per-candidate figures x 1e9):")
-    print("\n".join(cost_table(runs, sizes[-1], stages[-1])))
+    marginal = None
+    if len(sizes) >= 2:
+        a, b = sizes[-2], sizes[-1]
+        marginal = (runs[(b, stages[-1])]["cpu_s"] - runs[(a, stages[-1])]["cpu_s"]) / (b - a)
+    print(f"\ncost to curate 1e9 candidates: text CPU {'marginal between the two largest sizes' if marginal else 'of the largest run'}"
+          f", shuffle bytes of the run at {sizes[-1]:,} (per-candidate figures x 1e9):")
+    print("\n".join(cost_table(runs, sizes[-1], stages[-1], cpu_per_candidate=marginal)))
     print(f"\n{len(fails)} check(s) not flat" + (":\n" + "\n".join(fails) if fails else ""))
 
 
@@ -367,6 +461,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per (size, stage); the one with least CPU is kept")
     ap.add_argument("--json", help="write all runs here")
     ap.add_argument("--from-json", help="print the summary of runs saved with --json, run nothing")
+    ap.add_argument("--trace-summary", type=Path, help="print peak RSS per runner stage of a --trace-rss log")
+    ap.add_argument("--hot-paths", action="store_true", help="time the per-candidate paths changed for issue #18 "
+                    "against the previous code (in process) and exit")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int)
     ap.add_argument("--trace-rss", action="store_true", help="child: log RSS every second beside the runner's "
@@ -374,6 +471,13 @@ def main() -> None:
     ap.add_argument("--max-rss-gib", type=float, default=0.0, help="child: stop (exit 3) above this RSS")
     ap.add_argument("--until", default="balance")
     args, beam_args = ap.parse_known_args()
+    if args.hot_paths:
+        hot_paths()
+        return
+    if args.trace_summary:
+        print("stage start  peak RSS  runner stage (first transforms)")
+        print("\n".join(trace_summary(args.trace_summary)))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.child:
         if args.trace_rss or args.max_rss_gib:
