@@ -268,14 +268,16 @@ H100_VS_H200 = 0.9         # ASSUMED: same GH100 compute, less / slower HBM; not
 BILLED_SHUFFLE_FACTOR = 2  # ASSUMED: bytes crossing a shuffle are billed when written and when read
 
 
-def cost_table(runs: dict, n: int, last: str, pool: float = 1e9, cpu_per_candidate: float | None = None) -> list[str]:
+def cost_table(runs: dict, n: int, last: str, pool: float = 1e9, cpu_per_candidate: float | None = None,
+               survive: float | None = None) -> list[str]:
     """Markdown rows: vCPU-hours, shuffle GB, GPU-hours and dollars to curate ``pool`` candidates.
     ``cpu_per_candidate``: the text stages' CPU-s per candidate (default: the run at ``n``, fixed
-    costs included; report() passes the marginal figure between the two largest sizes)."""
+    costs included; report() passes the marginal figure between the two largest sizes).  ``survive``:
+    share of candidates that reach download (default: the run's; at 1e9 MetaCLIP's cap t drops more)."""
     r = runs[(n, last)]
     text_cpu = r["cpu_s"] / n if cpu_per_candidate is None else cpu_per_candidate
     text_shuffle = (sum(s["bytes"] for s in r["shuffles"] if s["kind"] == "gbk") + r["combiner_partials_bytes"]) / n
-    survive = r["counts"]["write"]["in"] / n
+    survive = r["counts"]["write"]["in"] / n if survive is None else survive
     urls = pool * survive
     images = urls * (1 - DOWNLOAD_FAIL_RATE)
     dl_cpu = (images * DOWNLOAD_OK_CPU_MS + (urls - images) * DOWNLOAD_FAIL_CPU_MS) / 1e3
@@ -440,7 +442,7 @@ def summarise(runs: dict[tuple[int, str], dict], sizes: list[int], stages: list[
     return fails
 
 
-def report(runs, sizes, stages, tol) -> None:
+def report(runs, sizes, stages, tol, survive: float | None = None) -> None:
     fails = summarise(runs, sizes, stages, tol)
     marginal = None
     if len(sizes) >= 2:
@@ -449,6 +451,9 @@ def report(runs, sizes, stages, tol) -> None:
     print(f"\ncost to curate 1e9 candidates: text CPU {'marginal between the two largest sizes' if marginal else 'of the largest run'}"
           f", shuffle bytes of the run at {sizes[-1]:,} (per-candidate figures x 1e9):")
     print("\n".join(cost_table(runs, sizes[-1], stages[-1], cpu_per_candidate=marginal)))
+    if survive is not None:
+        print(f"\nthe same with {survive:.0%} of the candidates reaching download (--survive):")
+        print("\n".join(cost_table(runs, sizes[-1], stages[-1], cpu_per_candidate=marginal, survive=survive)))
     print(f"\n{len(fails)} check(s) not flat" + (":\n" + "\n".join(fails) if fails else ""))
 
 
@@ -470,6 +475,8 @@ def main() -> None:
                     "stage log (stderr), to see which step holds memory")
     ap.add_argument("--max-rss-gib", type=float, default=0.0, help="child: stop (exit 3) above this RSS")
     ap.add_argument("--until", default="balance")
+    ap.add_argument("--survive", type=float, help="also print the cost table with this share of candidates "
+                    "reaching download (e.g. 0.25: MetaCLIP kept 400M of a 1.6B pool)")
     args, beam_args = ap.parse_known_args()
     if args.hot_paths:
         hot_paths()
@@ -490,7 +497,7 @@ def main() -> None:
         runs = {tuple(r["key"]): r for r in json.loads(Path(args.from_json).read_text())}
         sizes = sorted({n for n, _ in runs})
         stages = [s for s in STAGES if (sizes[0], s) in runs]
-        report(runs, sizes, stages, args.tolerance)
+        report(runs, sizes, stages, args.tolerance, args.survive)
         return
     metadata_path(args.work)
     for n in sizes:
@@ -505,7 +512,7 @@ def main() -> None:
                   f"peak RSS {r['peak_rss_mib']:,.0f} MiB, load {r['load']:.1f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps([dict(v, key=list(k)) for k, v in runs.items()], indent=1))
-    report(runs, sizes, stages, args.tolerance)
+    report(runs, sizes, stages, args.tolerance, args.survive)
 
 
 if __name__ == "__main__":
