@@ -258,8 +258,9 @@ GB_PER_VCPU = 3.75         # n1-standard workers
 H100_HOUR = 11.06          # $ per H100-hour: ASSUMED, Compute Engine a3-highgpu-8g on demand / 8 (third-party
 #                            price lists); not a Dataflow figure (A100 80GB there: 4.7137)
 # Figures measured earlier (docs/benchmarks.md) and assumptions, per image / URL:
-DOWNLOAD_OK_CPU_MS = 4.26  # all-in CPU per downloaded image (Download section, image threads, marginal)
-DOWNLOAD_FAIL_CPU_MS = 0.70  # per failed URL: the fetch process's CPU per image (no decode/encode)
+DOWNLOAD_OK_CPU_MS = 3.40  # CPU per downloaded image, whole process tree, default mode, 8k URLs (Download
+#                            section, re-run 2026-12-07; 3.29 per extra image)
+DOWNLOAD_FAIL_CPU_MS = 0.70  # ASSUMED per failed URL: the fetch process's CPU per image (no decode/encode)
 DOWNLOAD_FAIL_RATE = 0.40  # ASSUMED share of surviving URLs that fail (dead links, 4xx/5xx, timeouts)
 IMAGE_KB = 41.9            # mean stored image (256 px keep_ratio, q95) of 118 real photos, measured 2026-12-03
 IMAGE_SHUFFLES = 2         # GroupByKeys that carry image bytes: dedupe_content, WriteShards
