@@ -22,7 +22,7 @@ import _measure
 GRAND = "import time\\nt = time.process_time()\\nwhile time.process_time() - t < {BURN}: pass\\n"
 CHILD = ("import subprocess, sys, time\\n"
          "subprocess.Popen([sys.executable, '-c', " + repr(GRAND) + "])\\n"
-         "time.sleep(0.4)\\n")  # exits without waiting: nobody reaps the grandchild
+         "time.sleep(1.0)\\n")  # exits without waiting: nobody reaps the grandchild
 r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 with _measure.measure("tree", settle=60) as m:
     subprocess.run([sys.executable, "-c", CHILD], check=True)
