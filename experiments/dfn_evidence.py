@@ -277,7 +277,7 @@ def evaluate(model: str, checkpoint: str, heldout, ood, seed: int, c_values: lis
         paths, labels = [str(p) for p, _ in items], [y for _, y in items]
         zs = zeroshot_classify(encode_images(loaded.model, loaded.preprocess, paths), clf, CLASSES, labels)
         feats[name] = encode_images(loaded.model, loaded.preprocess, paths, normalize=False)
-        out |= {f"{name}zeroshot_top1": zs["top1"], f"{name}zeroshot_top5": zs["top5"], f"n_{name or 'eval'}": len(paths)}
+        out |= {f"{name}zeroshot_top1": zs["top1"], f"{name}zeroshot_top5": zs["top5"], f"n_{name.rstrip('_') or 'eval'}": len(paths)}
     labels = [y for _, y in heldout]
     tr, te = split_balanced(labels, 0.5, seed)
     y = np.array(labels)
