@@ -49,7 +49,7 @@ def test_grandchild_cpu_is_counted(method):
     assert r["reaped"] < BURN * 0.8
     # the tree measurement counts it (the /proc sampler may miss at most its last 0.1 s)
     assert r["cpu"] >= BURN * 0.75, r
-    assert abs(r["user"] + r["sys"] - r["cpu"]) < 0.05
+    assert abs(r["user"] + r["sys"] - r["cpu"]) < 0.1 + 0.1 * r["cpu"]  # tick-based split vs exact total
     assert r["procs"] >= 3  # this process, the child, the grandchild at one sample
     assert r["left"] == 0  # it waited until the grandchild had exited
     assert r["rss"] > 5 * 2**20
