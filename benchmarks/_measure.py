@@ -115,7 +115,11 @@ def setup(force: str | None = None) -> str:
                 if os.getpid() not in _procs_of(cg):
                     raise OSError("not moved")
                 _usage(cg, method)
-            except OSError:
+            except (OSError, KeyError, ValueError):
+                try:  # back where it was, then remove the cgroup
+                    (home / "cgroup.procs").write_text(str(os.getpid()))
+                except OSError:
+                    pass
                 try:
                     cg.rmdir()
                 except OSError:
