@@ -101,7 +101,9 @@ def _cleanup_stale(parent: Path) -> None:
 
 
 def setup(force: str | None = None) -> str:
-    """Pick the CPU method (once per process); ``force="proc"`` skips the cgroups."""
+    """Pick the CPU method (once per process); ``force="proc"`` skips the cgroups.  Call it (or
+    :func:`machine`) before starting long-lived workers: a process started earlier stays outside
+    the cgroup, and so do its later children (e.g. multiprocessing's forkserver)."""
     global METHOD, _CG, _HOME
     if METHOD is not None:
         return METHOD

@@ -384,6 +384,7 @@ def main():
     ap.add_argument("--crawl-per-host", type=int, default=2, help="per_host_concurrency of the crawl part")
     ap.add_argument("--crawl-rate", type=float, default=2.0, help="per_host_rate of the crawl part")
     args = ap.parse_args()
+    print(machine(), flush=True)  # moves this process into its cgroup before any worker starts
     GUARD.install()
     report = {}
     if not args.skip_hostile:
