@@ -30,6 +30,10 @@ costs cancel) and shuffle bytes per candidate (smallest vs largest size) must ag
 Usage: python benchmarks/bench_scaling.py [--sizes 50000,150000,500000] [--repeat 1] [--near-dup] [--json out.json]
        python benchmarks/bench_scaling.py --from-json out.json   (summary and cost table of saved runs)
        python benchmarks/bench_scaling.py --child --n 1000000 --until balance   (one run, JSON line)
+       python benchmarks/bench_scaling.py --child --n 5000000 --trace-rss --max-rss-gib 15 2> trace.log
+       python benchmarks/bench_scaling.py --trace-summary trace.log   (peak RSS per runner stage)
+       python benchmarks/bench_scaling.py --hot-paths   (issue #18's per-candidate paths vs the old code)
+Results and the cost table: docs/benchmarks.md, "Scaling and cost".
 """
 from __future__ import annotations
 
