@@ -29,7 +29,7 @@ CLIP, filter network, loopback server and real pipeline), but:
 Everything is written to ``<work>/evidence.json`` (no paths, no times except ``timings_s``)
 and printed as tables.
 
-Run (quick recipe, ~10-15 min per seed on 2 shared cores):
+Run (the quick recipe: ~55 min wall per seed with three seeds in parallel on the shared, loaded 2-core VM):
     python experiments/dfn_evidence.py --work /tmp/ev --seed 0
 """
 from __future__ import annotations
