@@ -219,10 +219,11 @@ def ood_images() -> list[tuple[Path, int]]:
 def write_metadata(path: Path) -> str:
     """MetaCLIP-style metadata: WordNet 3.0 noun/verb/adj/adv lemmas where WordNet is installed,
     else every class name of the 26 datasets in openai-clip-prompts.  Returns the source's name."""
+    from clipcurate.balancing.entries import MetadataError
+    from clipcurate.balancing.metadata import wordnet_lemmas
     try:
-        from clipcurate.balancing.metadata import wordnet_lemmas
         entries, source = wordnet_lemmas(WORDNET_DIR), "wordnet"
-    except (OSError, FileNotFoundError):
+    except (OSError, MetadataError):
         md = parse_prompts_md(dfn.PROMPTS_MD.read_text(encoding="utf-8"))
         entries, source = sorted({c.lower() for ds in md.values() for c in ds["classes"]}), "clip_prompts_classes"
     path.write_text(json.dumps(sorted(set(entries))))

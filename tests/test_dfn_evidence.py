@@ -68,6 +68,13 @@ def test_ood_map_covers_cifar_classes_and_matches_wordnet():
     assert ev.ood_map_from_wordnet() == ev.OOD_MAP
 
 
+def test_metadata_falls_back_without_wordnet(tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "WORDNET_DIR", str(tmp_path / "no_wordnet"))
+    assert ev.write_metadata(tmp_path / "m.json") == "clip_prompts_classes"
+    entries = json.loads((tmp_path / "m.json").read_text())
+    assert len(entries) > 1000 and {"dog", "cat", "airplane"} <= set(entries)
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path):
     r = ev.main(["--work", str(tmp_path / "w"), "--seed", "0", "--pool-per-class", "8", "--clean-per-class", "8",
