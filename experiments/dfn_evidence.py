@@ -29,7 +29,7 @@ CLIP, filter network, loopback server and real pipeline), but:
 Everything is written to ``<work>/evidence.json`` (no paths, no times except ``timings_s``)
 and printed as tables.
 
-Run (the quick recipe: ~55 min wall per seed with three seeds in parallel on the shared, loaded 2-core VM):
+Run (the quick recipe: 386 s for one seed alone on 2 cores; ~55 min each with three seeds in parallel on a loaded VM):
     python experiments/dfn_evidence.py --work /tmp/ev --seed 0
 """
 from __future__ import annotations
