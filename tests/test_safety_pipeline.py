@@ -58,7 +58,13 @@ def safety_run(tmp_path_factory):
         cmd = [sys.executable, str(ROOT / "beam_runner.py"), "run", "--input", str(cands), "--allow-loopback",
                "--output", str(out)] + [a for s in sets for a in ("--set", s)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        # the same run on two worker processes (same server, hence the same URLs and uids)
+        out2 = base / "out2"
+        cmd2 = [a if a != str(out) else str(out2) for a in cmd] + [
+            "--", "--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+        proc2 = subprocess.run(cmd2, capture_output=True, text=True, timeout=600)
+        assert proc2.returncode == 0, proc2.stderr[-3000:]
     return base, out, json.loads((out / "manifest.json").read_text())
 
 
@@ -115,3 +121,17 @@ def test_rejects_name_the_list_and_hold_no_image(safety_run):
     page = (out / "report.html").read_text()
     assert 'data-stage="safety_image" data-reason="blocklisted"' in page
     assert 'data-stage="safety_image" data-other="face_blurred"' in page  # what the stage changed
+
+
+def test_two_workers_write_the_same_bytes(safety_run):
+    base, out, m = safety_run
+    out2 = base / "out2"
+    files = sorted(p.relative_to(out) for d in ("shards", "parquet", "rejects")
+                   for p in (out / d).glob("*") if p.is_file())
+    assert any(str(f).endswith(".tar") for f in files) and any(str(f).startswith("rejects") for f in files)
+    assert files == sorted(p.relative_to(out2) for d in ("shards", "parquet", "rejects")
+                           for p in (out2 / d).glob("*") if p.is_file())
+    for f in files:
+        assert (out / f).read_bytes() == (out2 / f).read_bytes(), f
+    m2 = json.loads((out2 / "manifest.json").read_text())
+    assert m2["stages"] == m["stages"] and m2["shards"] == m["shards"]
