@@ -30,7 +30,7 @@ from clipcurate.pipelines.stage import BatchCountingDoFn, apply_stage
 from clipcurate.safety.config import SafetyConfig
 from clipcurate.safety import faces as fc
 from clipcurate.safety.hashes import DigestLists, PdqIndex, pdq_hash
-from clipcurate.safety.lists import check_names, read_list
+from clipcurate.safety.lists import check_names, read_lists
 from clipcurate.schemas.status import OK
 
 STAGE = "safety_image"
@@ -69,11 +69,8 @@ class ImageSafety:
             self.models.append(self.haar.identity())
 
     def _read(self, specs: list[str], kind: str) -> list[tuple[str, list[str]]]:
-        named = []
-        for spec in specs:
-            name, lines, identity = read_list(spec, kind)
-            self.identities.append(identity)
-            named.append((name, lines))
+        named, identities = read_lists(specs, kind)
+        self.identities += identities
         return named
 
     def stats(self) -> dict[str, Any]:

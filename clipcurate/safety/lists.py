@@ -54,6 +54,16 @@ def read_list(spec: str, kind: str) -> tuple[str, list[str], dict[str, Any]]:
     return name, lines, identity
 
 
+def read_lists(specs: list[str], kind: str) -> tuple[list[tuple[str, list[str]]], list[dict[str, Any]]]:
+    """``([(name, entry lines)], [identity])`` of several lists of one kind, in order."""
+    named, identities = [], []
+    for spec in specs:
+        name, lines, identity = read_list(spec, kind)
+        named.append((name, lines))
+        identities.append(identity)
+    return named, identities
+
+
 def check_names(specs: list[str], where: str) -> None:
     """Raise ValueError when two lists of one kind share a name (rejects would be ambiguous)."""
     seen: dict[str, str] = {}

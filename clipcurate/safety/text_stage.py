@@ -20,7 +20,7 @@ from apache_beam.utils.shared import Shared
 
 from clipcurate.pipelines.stage import BatchCountingDoFn, apply_stage
 from clipcurate.safety.config import SafetyConfig
-from clipcurate.safety.lists import check_names, read_list
+from clipcurate.safety.lists import check_names, read_lists
 from clipcurate.safety.urls import UrlRules, build_rules
 from clipcurate.schemas.status import OK
 
@@ -43,11 +43,8 @@ class TextSafety:
             self.toxic = ToxicScorer()
 
     def _rules(self, specs: list[str], kind: str) -> UrlRules:
-        named = []
-        for spec in specs:
-            name, lines, identity = read_list(spec, kind)
-            self.identities.append(identity)
-            named.append((name, lines))
+        named, identities = read_lists(specs, kind)
+        self.identities += identities
         return build_rules(named)
 
     def stats(self) -> dict[str, Any]:
