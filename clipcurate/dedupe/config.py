@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 MODES = ("both", "image", "caption")
 SHINGLES = ("char", "word")
 SCHEMES = ("affine32", "legacy")
-URL_KEEP = ("random", "smallest_uid")  # keep rules of dedupe_url (clipcurate/dedupe/keep.py)
+URL_KEEP = ("random", "smallest_uid")  # keep rules (clipcurate/dedupe/keep.py, which checks against this)
 
 
 @dataclass

@@ -16,12 +16,13 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 
+from clipcurate.dedupe.config import URL_KEEP
 from clipcurate.pipelines.stage import CountingDoFn, apply_stage
 from clipcurate.schemas.status import OK
 from clipcurate.schemas.uid import seeded_int
 
 DUP_OF = "_dup_of"
-KEEP_RULES = ("smallest_uid", "random")
+KEEP_RULES = URL_KEEP  # the rules dedupe.url_keep accepts (one list, in the config)
 
 
 def rank(uid: str, score: float | None) -> tuple:
