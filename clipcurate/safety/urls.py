@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+from clipcurate.schemas.uid import DEFAULT_PORTS
+
 _EXTRACT = None
 
 
@@ -64,7 +65,7 @@ def url_parts(url: str) -> tuple[str, str] | None:
     if not host:
         return None
     netloc = host if ":" not in host else f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+    if port is not None and port != DEFAULT_PORTS.get(parts.scheme.lower()):
         netloc += f":{port}"
     key = netloc + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return host, key

@@ -11,7 +11,7 @@ import re
 import struct
 from urllib.parse import urlsplit, urlunsplit
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # A URL already in normal form: lower-case http(s) scheme and host, no userinfo or port, then
 # nothing or a path of printable ASCII without '#' or backslash.  urlsplit/urlunsplit would
 # give it back unchanged (plus "/" when the path is empty), so it skips them: ~99.8 % of real
@@ -47,7 +47,7 @@ def _normalize_split(url: str) -> str:
         if parts.password:
             cred += ":" + parts.password
         netloc = cred + "@" + netloc
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
         netloc += f":{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
