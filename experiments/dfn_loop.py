@@ -46,6 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from clipcurate.config import RunConfig  # noqa: E402
 from clipcurate.demo import serve_directory  # noqa: E402
 from clipcurate.scoring.model import load_clip  # noqa: E402
+from clipcurate.testing.shared_data import SHARED_DATA  # noqa: E402
 from clipcurate.trainer.config import TrainConfig  # noqa: E402
 from clipcurate.trainer.images import encode_images, split_balanced  # noqa: E402
 from clipcurate.trainer.linear_probe import linear_probe  # noqa: E402
@@ -54,7 +55,7 @@ from clipcurate.trainer.train import train  # noqa: E402
 from clipcurate.trainer.zeroshot import build_classifier, zeroshot_classify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 CIFAR = DATA / "cifar10-test-jpeg" / "test"
 PROMPTS_MD = DATA / "openai-clip-prompts" / "prompts.md"
 EVAL_TEMPLATES = DATA / "clip-benchmark-zeroshot" / "en_zeroshot_classification_templates.json"

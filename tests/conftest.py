@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from clipcurate.testing.netguard import GUARD
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 IMAGES = DATA / "open-images-cc-test-images"
 
 

@@ -21,8 +21,9 @@ from clipcurate.balancing.metadata import WORDNET_DIR, WORDNET_FILES, wordnet_le
 from clipcurate.balancing.sampling import EntryCountFn, draw_keep, entry_probabilities, keep_probability
 from clipcurate.balancing.transforms import ENTRY_COUNTS_FILE, MetaClipCurate, load_checked
 from clipcurate.schemas.uid import make_uid
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_10000.parquet"
 T_SMALL = 20
 SIGMAS = 4.5

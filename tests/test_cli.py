@@ -10,9 +10,10 @@ import pytest
 
 from clipcurate.cli import build_parser, check_beam_args, main
 from clipcurate.config import RunConfig
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-INPUT = ROOT.parent / "shared" / "data" / "img2dataset-tests" / "test_1000.parquet"
+INPUT = SHARED_DATA / "img2dataset-tests" / "test_1000.parquet"
 
 
 def _fails(argv, capsys) -> str:

@@ -17,9 +17,10 @@ import pytest
 from clipcurate.config import RunConfig
 from clipcurate.demo import demo_dir
 from clipcurate.pipelines.curate import build
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 INPUT = DATA / "img2dataset-tests" / "test_1000.parquet"
 EVAL_SET = DATA / "cifar10-test-jpeg" / "test"
 GPU = "type:nvidia-l4;count:1;install-nvidia-driver"

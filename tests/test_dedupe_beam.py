@@ -24,8 +24,9 @@ from clipcurate.dedupe.exact import ExactContentDedupe, ExactUrlDedupe
 from clipcurate.dedupe.near import CaptionNearDedupe, NearDedupe
 from clipcurate.dedupe.synth import CAPTION_EDITS, IMAGE_EDITS, edit_caption, edit_image, encode_jpeg, vocabulary
 from clipcurate.schemas.uid import make_uid
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 CAPTIONS = pq.read_table(DATA / "img2dataset-tests" / "test_10000.parquet").to_pylist()
 CIFAR = DATA / "cifar10-test-jpeg" / "test"
 IMAGENET = DATA / "imagenet-sample-images-subset"

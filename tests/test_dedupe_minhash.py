@@ -13,8 +13,9 @@ from clipcurate.dedupe import lsh, minhash
 from clipcurate.dedupe.components import components_reference, large_star, small_star, star_labels
 from clipcurate.dedupe.config import DedupeConfig
 from clipcurate.dedupe.keep import choose
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 CAPTIONS = pq.read_table(DATA / "img2dataset-tests" / "test_10000.parquet").column("TEXT").to_pylist()
 ODD = ["", None, "a", "Größe ÜBER alles — 日本語のテキスト!", "tab\tand\x0bvertical\x00nul_under_score",
        "x" * 300, "  spaced   out  ", "ﬁ ligature ＦＵＬＬ width", "naïve café", "emoji 😀 here"]

@@ -10,8 +10,9 @@ from PIL import Image
 from clipcurate.download.config import DownloadConfig
 from clipcurate.download.image import process_image, sniff
 from clipcurate.testing.hostile_web import bomb_png, generated_images
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PHOTOS = sorted((DATA / "open-images-cc-test-images").glob("*.jpg"))
 GEN = generated_images()
 BASIC = DownloadConfig(min_image_size=200, max_aspect_ratio=3)

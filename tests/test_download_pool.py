@@ -9,8 +9,9 @@ from clipcurate.download.config import DownloadConfig
 from clipcurate.download.image import process_image
 from clipcurate.download.pool import ImagePool
 from clipcurate.testing.hostile_web import bomb_png, generated_images
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PHOTOS = sorted((DATA / "open-images-cc-test-images").glob("*.jpg"))
 
 

@@ -11,8 +11,9 @@ import pytest
 from clipcurate.filters.config import TextFilterConfig
 from clipcurate.filters.text import CaptionFilter, is_file_name, is_junk_alt
 from clipcurate.schemas.status import is_known
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "img2dataset-tests" / "test_10000.parquet"
+DATA = SHARED_DATA / "img2dataset-tests" / "test_10000.parquet"
 PLAIN = TextFilterConfig(min_chars=0, max_chars=10_000, min_words=0, max_words=10_000, languages=[],
                          lang_backend="none", junk_filter=False)
 

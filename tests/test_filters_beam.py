@@ -13,8 +13,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from clipcurate.filters.config import TextFilterConfig
 from clipcurate.filters.text import CaptionFilter, TextFilter
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "img2dataset-tests" / "test_10000.parquet"
+DATA = SHARED_DATA / "img2dataset-tests" / "test_10000.parquet"
 N = 2000
 
 

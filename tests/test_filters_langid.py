@@ -10,8 +10,9 @@ import pytest
 from clipcurate.filters import langid
 from clipcurate.filters.langid import (FastTextIdentifier, LangdetectIdentifier, NoIdentifier, get_identifier,
                                        normalize_code)
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "img2dataset-tests" / "test_10000.parquet"
+DATA = SHARED_DATA / "img2dataset-tests" / "test_10000.parquet"
 N_LANGDETECT = 300  # langdetect runs ~230 captions/s: keep its share of the suite near 1-2 s
 
 # Real captions from the file, read by a person: French and German.

@@ -16,8 +16,9 @@ from warcio.archiveiterator import ArchiveIterator
 from clipcurate.ingest import Ingest, IngestConfig, detect_format, input_files, read_file
 from clipcurate.schemas.status import is_known
 from clipcurate.schemas.uid import make_uid
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_10000.parquet"
 CC_WARC = DATA / "resiliparse-warc" / "warcfile.warc.gz"
 CLUEWEB = DATA / "resiliparse-warc" / "clueweb-quirk.warc.gz"

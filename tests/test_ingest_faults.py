@@ -21,9 +21,10 @@ from clipcurate.config import RunConfig
 from clipcurate.demo import format_funnel
 from clipcurate.ingest import IngestConfig, InputRead, read_file
 from clipcurate.pipelines.curate import run
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_1000.parquet"
 CC_WARC = DATA / "resiliparse-warc" / "warcfile.warc.gz"
 CUT_AT = 50_000  # inside the response record at byte 48321 (see test_ingest_bad_input.py)

@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipcurate.ingest import IngestConfig, InputRead, read_file
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_1000.parquet"
 CC_WARC = DATA / "resiliparse-warc" / "warcfile.warc.gz"
 

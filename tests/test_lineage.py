@@ -20,9 +20,10 @@ from clipcurate.demo import demo_config, demo_dir, serve_directory, write_candid
 from clipcurate.ingest import IngestConfig, expand_inputs
 from clipcurate.ingest.lineage import fixed_prefix, relative_name
 from clipcurate.pipelines.curate import run
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_1000.parquet"
 CC_WARC = DATA / "resiliparse-warc" / "warcfile.warc.gz"
 

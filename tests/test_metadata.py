@@ -19,8 +19,9 @@ from clipcurate.balancing.metadata import (WORDNET_DIR, WORDNET_FILES, clean_ent
                                            ngram_events, parse_wordnet_line, pmi, read_list_file, tokenize,
                                            wordnet_lemmas)
 from clipcurate.balancing.ngrams import CorpusNgrams
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_10000.parquet"
 HAS_WORDNET = all((Path(WORDNET_DIR) / f).is_file() for f in WORDNET_FILES)
 needs_wordnet = pytest.mark.skipif(not HAS_WORDNET, reason=f"WordNet 3.0 files absent from {WORDNET_DIR}: "

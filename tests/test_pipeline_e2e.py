@@ -18,9 +18,10 @@ from PIL import Image
 
 from clipcurate.demo import demo_config, demo_dir, serve_directory, write_candidates
 from clipcurate.pipelines.curate import run
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 MP = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
 

@@ -15,8 +15,9 @@ from clipcurate.pipelines import progress
 from clipcurate.pipelines.curate import run
 from clipcurate.dedupe.keep import DUP_OF, DropAnnotated
 from clipcurate.pipelines.stage import apply_stage
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_1000.parquet"
 
 

@@ -14,8 +14,9 @@ from clipcurate.schemas.uid import make_uid
 from clipcurate.sinks import manifest as mf
 from clipcurate.sinks.report import PLOTS, write_report
 from clipcurate.sinks.shards import write_shard
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PHOTOS = DATA / "open-images-cc-test-images"
 CIFAR = DATA / "cifar10-test-jpeg" / "test"
 

@@ -14,11 +14,12 @@ from PIL import Image
 from clipcurate.safety.config import SafetyConfig
 from clipcurate.safety.faces import HaarFaces, blur_boxes, merge_boxes
 from clipcurate.safety.image_stage import ImageSafety
+from clipcurate.testing.shared_data import SHARED_DATA
 
 pytest.importorskip("nudenet")
 pytest.importorskip("cv2")
 
-PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "open-images-cc-test-images"
+PHOTOS = SHARED_DATA / "open-images-cc-test-images"
 # Faces counted by hand (a face with eyes or a profile visible, >= ~15 px), docs/safety.md
 HAND = {"000adef7197e3118": 4, "001ad258e358b14a": 3, "005fd4c13ac224f4": 2, "006adbf1ca23aa4d": 2,
         "006d7b4705c80d66": 1, "0074216764592579": 5, "008e55802c9e2f90": 1, "01044f592ea5025c": 1}

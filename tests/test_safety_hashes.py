@@ -17,11 +17,12 @@ from PIL import Image
 from clipcurate.safety.config import SafetyConfig
 from clipcurate.safety.hashes import DigestLists, PdqIndex, linear_scan, parse_hash_line
 from clipcurate.safety.image_stage import ImageSafety, SafetyImage
+from clipcurate.testing.shared_data import SHARED_DATA
 
 pdqhash = pytest.importorskip("pdqhash", reason="pdqhash (extra 'pdq') needs a C++ compiler to build")
 from clipcurate.safety.hashes import pdq_hash  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PHOTOS = sorted((DATA / "open-images-cc-test-images").glob("*.jpg"))
 OTHERS = sorted((DATA / "imagenet-sample-images-subset").rglob("*.JPEG"))[:60]
 

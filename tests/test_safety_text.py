@@ -19,8 +19,9 @@ from clipcurate.safety import SafetyConfig, SafetyText, TextSafety, build_rules
 from clipcurate.safety.lists import read_list
 from clipcurate.safety.urls import registered_domain
 from clipcurate.schemas.uid import make_uid
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "img2dataset-tests" / "test_1000.parquet"
+DATA = SHARED_DATA / "img2dataset-tests" / "test_1000.parquet"
 
 
 @pytest.fixture(scope="module")

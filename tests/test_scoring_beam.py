@@ -24,8 +24,9 @@ from clipcurate.scoring import cut as cutlib
 from clipcurate.scoring.config import ScoringConfig
 from clipcurate.scoring.model import TINY_MODEL, load_clip
 from clipcurate.scoring.transforms import Score, ScoreFilter
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 IN_PROCESS = ["--runner=FnApiRunner"]
 TWO_WORKERS = ["--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 

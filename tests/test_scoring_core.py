@@ -20,8 +20,9 @@ from clipcurate.scoring import cut as cutlib
 from clipcurate.scoring.images import decode_cpu, preprocess_spec
 from clipcurate.scoring.model import TINY_MODEL, load_clip
 from clipcurate.scoring.scorer import ClipScorer, tokenize
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 IMAGENET = DATA / "imagenet-sample-images-subset"
 CLIPSCORE = DATA / "clipscore-example"
 

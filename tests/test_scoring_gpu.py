@@ -14,8 +14,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 from clipcurate.scoring.model import TINY_MODEL, load_clip  # noqa: E402
 from clipcurate.scoring.scorer import ClipScorer  # noqa: E402
+from clipcurate.testing.shared_data import SHARED_DATA  # noqa: E402
 
-DATA = Path(os.environ.get("CLIPCURATE_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = Path(os.environ.get("CLIPCURATE_DATA", SHARED_DATA))
 
 
 def photos(n=48):

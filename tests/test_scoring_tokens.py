@@ -16,8 +16,9 @@ import pytest
 from clipcurate.scoring.model import TINY_MODEL, load_clip
 from clipcurate.scoring.scorer import ClipScorer
 from clipcurate.scoring.tokens import CaptionTokenizer, load_caption_tokenizer
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 BACKENDS = ["python", pytest.param("hf", marks=pytest.mark.skipif(
     CaptionTokenizer(open_clip.get_tokenizer("ViT-B-32")).uses_hf is False, reason="tokenizers not installed"))]
 

@@ -12,8 +12,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from clipcurate.schemas.uid import make_uid, shard_of
 from clipcurate.sinks.manifest import build_manifest, stage_counts
 from clipcurate.sinks.shards import WriteShards, num_shards, tar_bytes, write_shard
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 PHOTOS = sorted((DATA / "open-images-cc-test-images").glob("*.jpg"))
 
 

@@ -14,6 +14,7 @@ from clipcurate.config import RunConfig
 from clipcurate.demo import demo_config, demo_dir, serve_directory, write_candidates
 from clipcurate.pipelines.curate import run
 from clipcurate.pipelines.resume import records_from_table
+from clipcurate.testing.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,7 @@ print(sorted(m for m in ("torch", "torchvision", "open_clip", "sklearn") if m in
 
 # -- the reader's pure core, without Beam --------------------------------------------------------
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def test_records_round_trip_through_until_parquet():

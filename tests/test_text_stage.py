@@ -27,8 +27,9 @@ from clipcurate.filters.config import TextFilterConfig
 from clipcurate.filters.text import _LETTER_RUN, _URL, JUNK_WORDS, CaptionFilter, TextFilter, is_file_name, is_junk_alt
 from clipcurate.pipelines.stage import BatchCountingDoFn, apply_stage
 from clipcurate.schemas.uid import make_uid
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "img2dataset-tests" / "test_10000.parquet"
+DATA = SHARED_DATA / "img2dataset-tests" / "test_10000.parquet"
 N_BEAM = 3000
 T = 15
 

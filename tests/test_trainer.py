@@ -18,8 +18,9 @@ from clipcurate.scoring.model import load_clip, read_checkpoint
 from clipcurate.trainer.config import TrainConfig
 from clipcurate.trainer.data import batches, list_shards
 from clipcurate.trainer.train import accumulated_backward, lr_at, make_loss, train
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 CIFAR = DATA / "cifar10-test-jpeg" / "test"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TEMPLATES = ["a photo of a {}.", "a blurry photo of a {}.", "my {} today", "a picture of the {}"]

@@ -15,8 +15,9 @@ from clipcurate.trainer.images import encode_images, image_folder, split_balance
 from clipcurate.trainer.linear_probe import linear_probe
 from clipcurate.trainer.prompts import fill, load_list, parse_prompts_md
 from clipcurate.trainer.zeroshot import build_classifier, topk_accuracy, zeroshot_classify
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 BENCH = DATA / "clip-benchmark-zeroshot"
 PROMPTS_MD = DATA / "openai-clip-prompts" / "prompts.md"
 PHOTOS = DATA / "open-images-cc-test-images"

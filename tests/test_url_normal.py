@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipcurate.schemas.uid import _NORMAL, _normalize_split, normalize_url
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "img2dataset-tests" / "test_10000.parquet"
+DATA = SHARED_DATA / "img2dataset-tests" / "test_10000.parquet"
 
 
 def _reference(url: str) -> str:

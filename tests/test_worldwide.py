@@ -16,8 +16,9 @@ from clipcurate.balancing.sampling import (entry_probabilities, language_thresho
                                            tail_proportion, worldwide_probabilities)
 from clipcurate.balancing.worldwide import Router, parse_lang_map
 from clipcurate.schemas.uid import make_uid
+from clipcurate.testing.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 LAION = DATA / "img2dataset-tests" / "test_10000.parquet"
 CLUEWEB = DATA / "resiliparse-warc" / "clueweb-quirk.warc.gz"
 LANGS = ["de", "en", "es", "fr", "ja", "ko", "ru", "th", "zh"]
